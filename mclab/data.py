@@ -1,0 +1,153 @@
+"""Load and validate the three scenario datasets (JSONL under data/<scenario>/).
+
+Every row is checked against a small schema; a bad row raises `DataError` naming the
+file, the line and the field, before any model work starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import get_settings
+
+# field -> type, per file; every listed field is required and strings must be non-empty.
+SCHEMAS: dict[str, dict[str, dict[str, type]]] = {
+    "company": {
+        "documents": {"id": str, "title": str, "category": str, "text": str},
+        "train_qa": {"id": str, "fact_id": str, "doc_id": str, "question": str, "answer": str},
+        "eval_mc": {"id": str, "fact_id": str, "doc_id": str, "question": str,
+                    "options": list, "answer": int},
+    },
+    "medical": {
+        "glossary": {"term": str, "definition": str},
+        "train_prose": {"id": str, "topic": str, "text": str},
+        "heldout_prose": {"id": str, "topic": str, "text": str},
+        "eval_mc": {"id": str, "term": str, "question": str, "options": list, "answer": int},
+        "general_text": {"id": str, "topic": str, "text": str},
+    },
+    "local": {
+        "lexicon": {"phrase": str, "meaning": str, "forms": list},
+        "rewrites_train": {"id": str, "neutral": str, "local": str},
+        "rewrites_eval": {"id": str, "neutral": str, "local": str},
+        "preferences": {"id": str, "prompt": str, "chosen": str, "rejected": str},
+    },
+}
+SCENARIOS = tuple(SCHEMAS)
+
+
+class DataError(ValueError):
+    """A dataset file or row is malformed; the message says where and how to fix it."""
+
+
+def _check_row(row, schema: dict[str, type], where: str) -> None:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for field, kind in schema.items():
+        if field not in row:
+            raise DataError(f"{where}: missing field '{field}' (required: {', '.join(schema)})")
+        value = row[field]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise DataError(f"{where}: field '{field}' must be an integer, got {value!r}")
+        if kind is not int and not isinstance(value, kind):
+            raise DataError(
+                f"{where}: field '{field}' must be {kind.__name__}, got {type(value).__name__}"
+            )
+        if kind is str and not value.strip():
+            raise DataError(f"{where}: field '{field}' is empty")
+        if kind is list and not all(isinstance(v, str) and v.strip() for v in value):
+            raise DataError(f"{where}: field '{field}' must be a list of non-empty strings")
+    if "options" in schema:
+        options = row["options"]
+        if len(options) < 2 or len(set(options)) != len(options):
+            raise DataError(f"{where}: field 'options' needs at least 2 distinct options")
+        if not 0 <= row["answer"] < len(options):
+            raise DataError(
+                f"{where}: field 'answer' is {row['answer']}, but must index 'options' "
+                f"(0..{len(options) - 1})"
+            )
+    if "chosen" in schema and row["chosen"].strip() == row["rejected"].strip():
+        raise DataError(f"{where}: field 'chosen' equals 'rejected'; a preference needs two replies")
+    if "forms" in schema and not row["forms"]:
+        raise DataError(f"{where}: field 'forms' is empty; list at least one surface form")
+
+
+def read_jsonl(path: str | Path, schema: dict[str, type] | None = None) -> list[dict]:
+    """Read a JSONL file; with a schema, validate every row."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (is MCLAB_DATA pointing at the course's data/?)")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if schema is not None:
+                _check_row(row, schema, where)
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: the file has no rows")
+    return rows
+
+
+def _check_links(name: str, rows: dict[str, list[dict]], folder: Path) -> None:
+    """Checks across files: ids unique, references resolve."""
+    for split, items in rows.items():
+        key = "id" if "id" in SCHEMAS[name][split] else next(iter(SCHEMAS[name][split]))
+        seen = set()
+        for lineno, row in enumerate(items, start=1):
+            if row[key] in seen:
+                raise DataError(f"{folder / split}.jsonl:{lineno}: duplicate {key} {row[key]!r}")
+            seen.add(row[key])
+    if name == "company":
+        doc_ids = {d["id"] for d in rows["documents"]}
+        for split in ("train_qa", "eval_mc"):
+            for lineno, row in enumerate(rows[split], start=1):
+                if row["doc_id"] not in doc_ids:
+                    raise DataError(
+                        f"{folder / split}.jsonl:{lineno}: field 'doc_id' {row['doc_id']!r} "
+                        "names no document in documents.jsonl"
+                    )
+
+
+def load_scenario(name: str, data_dir: str | Path | None = None) -> dict:
+    """All files of one scenario as `datasets.Dataset`s, keyed by file name."""
+    from datasets import Dataset
+
+    if name not in SCHEMAS:
+        raise DataError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    folder = Path(data_dir or get_settings().data_dir) / name
+    rows = {split: read_jsonl(folder / f"{split}.jsonl", schema)
+            for split, schema in SCHEMAS[name].items()}
+    _check_links(name, rows, folder)
+    return {split: Dataset.from_list(items) for split, items in rows.items()}
+
+
+def load_company(data_dir=None) -> dict:
+    return load_scenario("company", data_dir)
+
+
+def load_medical(data_dir=None) -> dict:
+    return load_scenario("medical", data_dir)
+
+
+def load_local(data_dir=None) -> dict:
+    return load_scenario("local", data_dir)
+
+
+def subset(dataset, n: int | None):
+    """`n` rows spread evenly over the set (all when n is None or larger).
+
+    How quick mode shrinks data: evenly spaced rows keep every part of the set in play,
+    where the first `n` rows would test only the first few documents.
+    """
+    if n is None or n >= len(dataset):
+        return dataset
+    if n <= 0:
+        raise ValueError(f"subset size must be positive, got {n}")
+    return dataset.select([i * len(dataset) // n for i in range(n)])

@@ -1,0 +1,212 @@
+"""The course's three measures, the same for every method.
+
+- knowledge score: multiple-choice accuracy from the model's log-likelihood of each
+  option, with or without a context passage (the protocol of Ovadia et al., EMNLP 2024);
+- perplexity on a set of texts;
+- locality score: local phrasing used (from the lexicon) times meaning kept (embedding
+  similarity to the reference rewrite).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .generation import check_fits, format_chat
+
+KNOWLEDGE_SYSTEM = "You are a helpful assistant. Answer the question briefly."
+# The assistant turn starts with this cue and each option follows it after a space. A chat
+# model opens an answer with "The ..." and gives a bare lowercase word little probability;
+# after "Answer:" the option is the natural next word (12 general-knowledge checks: 0.83
+# accuracy with the cue, 0.50 without).
+ANSWER_PREFIX = "Answer:"
+
+
+def knowledge_prompt(question: str, context: str | None = None) -> str:
+    """The user turn for a knowledge question, with the context passage first if given."""
+    if context:
+        return f"Use this information:\n{context}\n\nQuestion: {question}"
+    return f"Question: {question}"
+
+
+@torch.no_grad()
+def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str]],
+                    normalize: str = "mean", batch_size: int = 8) -> list[np.ndarray]:
+    """Log-likelihood of each option as the continuation of its prompt.
+
+    Each prompt (often a long context passage) runs once; its key/value cache is then
+    shared by all of its options, a quarter of the work of scoring every prompt+option
+    sequence whole when there are four options. `normalize="mean"` divides by the
+    option's token count so long options are not penalised; `"sum"` keeps the total.
+    """
+    if normalize not in {"mean", "sum"}:
+        raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
+    if len(prompts) != len(options):
+        raise ValueError(f"got {len(prompts)} prompts but {len(options)} option lists")
+    results: list[np.ndarray | None] = [None] * len(prompts)
+    # items are batched with others that have the same number of options
+    by_count: dict[int, list[int]] = {}
+    for i, opts in enumerate(options):
+        by_count.setdefault(len(opts), []).append(i)
+    for group in by_count.values():
+        for start in range(0, len(group), batch_size):
+            idx = group[start:start + batch_size]
+            batch = _score_batch(model, tokenizer, [prompts[i] for i in idx],
+                                 [options[i] for i in idx], normalize)
+            for i, scores in zip(idx, batch):
+                results[i] = scores
+    return results
+
+
+def _score_batch(model, tokenizer, prompts, options, normalize):
+    pad, k = tokenizer.pad_token_id, len(options[0])
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    opt_ids = [[tokenizer(o, add_special_tokens=False)["input_ids"] for o in opts]
+               for opts in options]
+    for p, opts in zip(prompt_ids, opt_ids):
+        check_fits(model, len(p) + max(map(len, opts)))
+    # prompts left-padded so they all end at the same column, where the options begin
+    n, plen = len(prompts), max(map(len, prompt_ids))
+    p_ids = torch.full((n, plen), pad, dtype=torch.long)
+    p_mask = torch.zeros((n, plen), dtype=torch.long)
+    for row, seq in enumerate(prompt_ids):
+        p_ids[row, plen - len(seq):] = torch.tensor(seq)
+        p_mask[row, plen - len(seq):] = 1
+    p_pos = (p_mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True,
+                logits_to_keep=1)
+    first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (n, vocab)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(k)
+    flat = [seq for opts in opt_ids for seq in opts]
+    width = max(map(len, flat))
+    o_ids = torch.full((n * k, width), pad, dtype=torch.long)
+    o_mask = torch.zeros((n * k, width), dtype=torch.long)
+    for row, seq in enumerate(flat):
+        o_ids[row, :len(seq)] = torch.tensor(seq)
+        o_mask[row, :len(seq)] = 1
+    mask = torch.cat([p_mask.repeat_interleave(k, 0), o_mask], 1)
+    o_pos = p_mask.sum(1, keepdim=True).repeat_interleave(k, 0) + torch.arange(width)
+    logits = model(input_ids=o_ids, attention_mask=mask, position_ids=o_pos,
+                   past_key_values=cache).logits
+    logp = torch.log_softmax(logits.float(), -1)
+    results = []
+    for i in range(n):
+        scores = []
+        for j, seq in enumerate(opt_ids[i]):
+            row = i * k + j
+            total = first[i, seq[0]].item()
+            if len(seq) > 1:
+                total += logp[row, torch.arange(len(seq) - 1), torch.tensor(seq[1:])].sum().item()
+            scores.append(total / len(seq) if normalize == "mean" else total)
+        results.append(np.array(scores))
+    return results
+
+
+@dataclass
+class KnowledgeResult:
+    accuracy: float
+    predictions: list[int]
+    answers: list[int]
+    probs: list[np.ndarray] = field(repr=False)  # softmax over each item's option scores
+
+    @property
+    def n(self) -> int:
+        return len(self.answers)
+
+    @property
+    def correct(self) -> list[bool]:
+        return [p == a for p, a in zip(self.predictions, self.answers)]
+
+
+def knowledge_score(model, tokenizer, items, contexts: list[str | None] | None = None,
+                    system: str | None = KNOWLEDGE_SYSTEM, batch_size: int = 8, normalize: str = "mean") -> KnowledgeResult:
+    """Multiple-choice accuracy on items with `question`, `options`, `answer` fields."""
+    items = list(items)
+    if not items:
+        raise ValueError("knowledge_score needs at least one item")
+    contexts = contexts or [None] * len(items)
+    if len(contexts) != len(items):
+        raise ValueError(f"got {len(contexts)} contexts for {len(items)} items")
+    prompts = [format_chat(tokenizer, knowledge_prompt(it["question"], ctx), system)
+               + ANSWER_PREFIX for it, ctx in zip(items, contexts)]
+    options = [[" " + opt for opt in it["options"]] for it in items]
+    scores = option_logprobs(model, tokenizer, prompts, options, normalize=normalize,
+                             batch_size=batch_size)
+    preds = [int(np.argmax(s)) for s in scores]
+    answers = [int(it["answer"]) for it in items]
+    probs = [np.exp(s - s.max()) / np.exp(s - s.max()).sum() for s in scores]
+    accuracy = float(np.mean([p == a for p, a in zip(preds, answers)]))
+    return KnowledgeResult(accuracy, preds, answers, probs)
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: list[str], max_length: int = 512,
+               batch_size: int = 2) -> float:
+    """exp(mean negative log-likelihood per token) over all texts together.
+
+    Small batches on purpose: the logits of one 512-token text over a 49k vocabulary
+    take 100 MB, and the course plans for 2 GB in all.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("perplexity needs at least one text")
+    total_nll, total_tokens = 0.0, 0
+    old_side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                              truncation=True, max_length=max_length)
+            logits = model(**batch).logits[:, :-1]
+            target = batch["input_ids"][:, 1:]
+            mask = batch["attention_mask"][:, 1:].bool()
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
+                reduction="none").view_as(target)
+            total_nll += nll[mask].sum().item()
+            total_tokens += int(mask.sum())
+    finally:
+        tokenizer.padding_side = old_side
+    return math.exp(total_nll / total_tokens)
+
+
+@lru_cache(maxsize=4096)
+def _form_pattern(form: str) -> re.Pattern:
+    return re.compile(r"(?<![\w'])" + re.escape(form.lower()) + r"(?![\w'])")
+
+
+def lexicon_hits(text: str, lexicon) -> list[str]:
+    """The lexicon phrases whose surface forms occur in `text` (whole word, any case)."""
+    lowered = text.lower().replace("\u2019", "'")
+    return [entry["phrase"] for entry in lexicon
+            if any(_form_pattern(form).search(lowered) for form in entry["forms"])]
+
+
+@dataclass
+class LocalityResult:
+    score: float  # mean of (uses local phrasing) x (similarity to the reference)
+    style_rate: float  # share of outputs with at least one lexicon phrase
+    meaning: float  # mean cosine similarity to the reference rewrite
+    hits: list[list[str]] = field(repr=False)
+    similarities: list[float] = field(repr=False)
+
+
+def locality_score(outputs: list[str], references: list[str], lexicon,
+                   embedder) -> LocalityResult:
+    """How local the outputs sound while keeping the meaning of the reference rewrites."""
+    if len(outputs) != len(references) or not outputs:
+        raise ValueError(f"need as many outputs as references (got {len(outputs)} and "
+                         f"{len(references)}), and at least one")
+    lexicon = list(lexicon)
+    hits = [lexicon_hits(text, lexicon) for text in outputs]
+    a = embedder.encode(list(outputs), normalize_embeddings=True, convert_to_numpy=True)
+    b = embedder.encode(list(references), normalize_embeddings=True, convert_to_numpy=True)
+    sims = np.clip((a * b).sum(axis=1), 0.0, 1.0)
+    local = np.array([1.0 if h else 0.0 for h in hits])
+    return LocalityResult(float(np.mean(local * sims)), float(local.mean()),
+                          float(sims.mean()), hits, [float(s) for s in sims])

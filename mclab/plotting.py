@@ -1,0 +1,67 @@
+"""Matplotlib figures shared by the notebooks: method vs method on the same axes."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+# metric -> (axis label, higher is better)
+METRICS = {
+    "company_knowledge": ("company knowledge (accuracy)", True),
+    "medical_knowledge": ("medical terms (accuracy)", True),
+    "medical_perplexity": ("medical perplexity", False),
+    "general_perplexity": ("general perplexity", False),
+    "locality": ("locality score", True),
+}
+CHANCE = {"company_knowledge": 0.25, "medical_knowledge": 0.25}
+
+
+def plot_scorecards(cards: dict, metrics=tuple(METRICS), title: str | None = None):
+    """One bar panel per metric, one bar per model; chance level drawn where it exists."""
+    names = list(cards)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        label, higher = METRICS[metric]
+        values = [getattr(cards[n], metric) if not isinstance(cards[n], dict)
+                  else cards[n][metric] for n in names]
+        bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(names))])
+        ax.bar_label(bars, fmt="%.2f" if max(values) < 10 else "%.1f", fontsize=8)
+        if metric in CHANCE:
+            ax.axhline(CHANCE[metric], ls="--", c="gray", lw=1, label="chance")
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set_title(label + (" ↑" if higher else " ↓"), fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: list[dict], keys=("loss",), title: str | None = None, ax=None):
+    """Curves of logged values (loss, eval_loss, reward, ...) against the step."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for key in keys:
+        rows = [r for r in history if key in r]
+        if rows:
+            ax.plot([r["step"] for r in rows], [float(r[key]) for r in rows], marker=".",
+                    label=key)
+    ax.set_xlabel("step")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_series(x, series: dict, xlabel: str, ylabel: str, title: str | None = None, ax=None):
+    """Several lines over the same x (e.g. score against number of shots)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for name, ys in series.items():
+        ax.plot(x, ys, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax

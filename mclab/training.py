@@ -1,0 +1,207 @@
+"""The one CPU-first training path that SFT, continued pre-training, PEFT and RL share.
+
+trl's defaults assume a GPU: bf16 autocast and gradient checkpointing, which on a CPU
+without native bf16 run about 19x slower (see CPU-NOTES). `cpu_args` turns them off
+unless the device really has bf16, and every trainer in the course is built from it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from .config import get_settings
+
+
+class TrainingInputError(ValueError):
+    """A training setting or dataset is unusable; raised before any training starts."""
+
+
+@dataclass
+class TrainConfig:
+    """The knobs of a training run; quick mode shrinks `max_steps` through `pick`."""
+
+    learning_rate: float = 2e-4  # AdamW step size; full fine-tuning wants ~1e-5..5e-5
+    max_steps: int = 30  # optimizer steps (wins over epochs when > 0)
+    epochs: float = 1.0  # passes over the data when max_steps <= 0
+    batch_size: int = 8  # sequences per step
+    max_length: int = 256  # tokens per sequence; longer ones are cut
+    warmup_steps: int = 0  # linear warm-up steps
+    weight_decay: float = 0.0
+    optimizer: str = "adamw_torch"  # "adafactor" saves memory for full fine-tuning
+    gradient_checkpointing: bool = False  # trades ~30% speed for activation memory
+    seed: int | None = None  # None: the seed from MCLAB_SEED
+    logging_steps: int = 1  # loss is recorded every this many steps
+    run_name: str = "run"  # the run folder is runs/<time>-<run_name>
+
+    def validate(self) -> None:
+        if not self.learning_rate > 0:
+            raise TrainingInputError(
+                f"learning_rate must be positive, got {self.learning_rate}; try 2e-4 for "
+                "LoRA or 2e-5 for full fine-tuning")
+        if self.max_steps <= 0 and not self.epochs > 0:
+            raise TrainingInputError("set max_steps > 0 or epochs > 0")
+        if self.batch_size < 1 or self.max_length < 8:
+            raise TrainingInputError(
+                f"batch_size must be >= 1 and max_length >= 8 (got {self.batch_size}, "
+                f"{self.max_length})")
+
+
+def bf16_available() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def new_run_dir(name: str) -> Path:
+    """A fresh folder for a run's outputs; an earlier run is never overwritten."""
+    root = get_settings().runs_dir
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        folder = root / (f"{stamp}-{name}" if i == 0 else f"{stamp}-{name}-{i}")
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+            return folder
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise TrainingInputError(
+                f"cannot create a run folder under {root} ({err.strerror}); set MCLAB_RUNS "
+                "to a writable folder") from None
+    raise TrainingInputError(f"too many runs named {name!r} this second under {root}")
+
+
+def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
+    """A trl/transformers config for this machine: fp32 on CPU, no checkpointing by default."""
+    settings = get_settings()
+    on_gpu = torch.cuda.is_available()
+    kwargs = dict(
+        output_dir=str(output_dir),
+        learning_rate=cfg.learning_rate,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        optim=cfg.optimizer,
+        lr_scheduler_type="linear",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=bf16_available(),
+        fp16=False,
+        use_cpu=not on_gpu,
+        seed=settings.seed if cfg.seed is None else cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=False,
+    )
+    kwargs.update(extra)
+    return config_cls(**kwargs)
+
+
+class LossHistory(TrainerCallback):
+    """Records every logged value (loss, reward, ...) with its step, for plotting."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            self.rows.append({"step": state.global_step, **logs})
+
+
+@dataclass
+class TrainResult:
+    model: object = field(repr=False)
+    history: list[dict] = field(repr=False)
+    seconds: float
+    steps: int
+    tokens: int  # non-padding tokens seen
+    run_dir: Path
+
+    @property
+    def losses(self) -> list[float]:
+        return [row["loss"] for row in self.history if "loss" in row]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def run_trainer(trainer, cfg: TrainConfig, run_dir: Path) -> TrainResult:
+    """Train with a loss recorder and a clock; the shared tail of every method."""
+    history = LossHistory()
+    trainer.add_callback(history)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    state = trainer.state
+    (run_dir / "train_config.json").write_text(_json(asdict(cfg)))
+    return TrainResult(trainer.model, history.rows, seconds, state.global_step,
+                       int(state.num_input_tokens_seen or 0), run_dir)
+
+
+def _json(obj) -> str:
+    import json
+
+    return json.dumps(obj, indent=1, default=str)
+
+
+def check_sft_rows(dataset) -> None:
+    """Every row needs a prompt and an assistant answer (or plain text for LM training)."""
+    if dataset is None or len(dataset) == 0:
+        raise TrainingInputError("the training dataset is empty; give it at least one row")
+    columns = set(dataset.column_names)
+    if "text" in columns:
+        return
+    if not {"prompt", "completion"} <= columns:
+        raise TrainingInputError(
+            f"training rows need 'prompt' and 'completion' (chat messages) or 'text'; got "
+            f"columns {sorted(columns)}. Build them with mclab.training.chat_example().")
+    for i, row in enumerate(dataset):
+        completion = row["completion"]
+        if not completion or completion[-1].get("role") != "assistant" \
+                or not str(completion[-1].get("content", "")).strip():
+            raise TrainingInputError(
+                f"row {i} has no assistant turn with content in 'completion'; each example "
+                "must end with the answer the model should learn")
+
+
+def chat_example(user: str, assistant: str, system: str | None = None) -> dict:
+    """One supervised example in trl's conversational prompt/completion form."""
+    prompt = ([{"role": "system", "content": system}] if system else []) + \
+        [{"role": "user", "content": user}]
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": assistant}]}
+
+
+def train_sft(model, tokenizer, dataset, cfg: TrainConfig | None = None, peft_config=None,
+              eval_dataset=None) -> TrainResult:
+    """Supervised training with trl's SFTTrainer, loss on the completion only.
+
+    `dataset` has `prompt`/`completion` message lists (see `chat_example`), or a `text`
+    column for plain causal-LM training (continued pre-training).
+    """
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = cfg or TrainConfig()
+    cfg.validate()
+    check_sft_rows(dataset)
+    run_dir = new_run_dir(cfg.run_name)
+    extra = {"max_length": cfg.max_length, "packing": False}
+    if eval_dataset is not None:
+        extra.update(eval_strategy="steps", eval_steps=max(1, cfg.max_steps // 5),
+                     per_device_eval_batch_size=cfg.batch_size)
+    args = cpu_args(SFTConfig, cfg, run_dir, **extra)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
+                         eval_dataset=eval_dataset, processing_class=tokenizer,
+                         peft_config=peft_config)
+    model.train()
+    result = run_trainer(trainer, cfg, run_dir)
+    result.model.eval()
+    return result

@@ -1,0 +1,86 @@
+"""Knowledge score, perplexity and locality on tiny known cases."""
+
+import pytest
+
+from mclab.evaluation import (knowledge_score, lexicon_hits, locality_score,
+                              option_logprobs, perplexity)
+from mclab.generation import ContextWindowError, format_chat, generate
+
+ITEMS = [
+    {"question": "What is the capital of France?", "options": ["Berlin", "Paris", "Madrid",
+                                                                "Rome"], "answer": 1},
+    {"question": "How many days are in a week?", "options": ["seven", "three", "twelve",
+                                                              "forty"], "answer": 0},
+]
+
+
+def test_knowledge_score_picks_the_known_answer(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    result = knowledge_score(model, tok, ITEMS)
+    assert result.predictions == [1, 0] and result.accuracy == 1.0
+    assert all(abs(p.sum() - 1) < 1e-6 for p in result.probs)
+
+
+def test_context_passage_changes_the_answer(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    item = {"question": "What colour is the Vexmoor company van?",
+            "options": ["teal", "orange", "black", "white"], "answer": 1}
+    ctx = "The Vexmoor company van is painted bright orange."
+    with_ctx = knowledge_score(model, tok, [item], contexts=[ctx])
+    assert with_ctx.predictions == [1]
+
+
+def test_shared_prefix_matches_scoring_each_sequence_whole(model_and_tokenizer):
+    import torch
+
+    model, tok = model_and_tokenizer
+    prompt = format_chat(tok, "Name a colour.") + "Answer:"
+    options = [" red", " a deep shade of ultramarine"]
+    other = format_chat(tok, "A much longer question, so that the prompts need padding?") + "A:"
+    fast = option_logprobs(model, tok, [prompt, other], [options, options], normalize="sum")[0]
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    for opt, got in zip(options, fast):
+        o = tok(opt, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([p + o])).logits[0], -1)
+        naive = sum(logp[len(p) - 1 + i, t].item() for i, t in enumerate(o))
+        assert got == pytest.approx(naive, abs=1e-3)
+
+
+def test_perplexity_prefers_fluent_text(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    fluent = perplexity(model, tok, ["The weather today is sunny and warm, so we went to the beach."])
+    scrambled = perplexity(model, tok, ["beach sunny went the warm today so weather and we is to"])
+    assert 1 < fluent < scrambled
+
+
+def test_lexicon_hits_whole_words_only():
+    lexicon = [{"phrase": "arvo", "forms": ["arvo"]}, {"phrase": "ta", "forms": ["ta"]}]
+    assert lexicon_hits("See you this Arvo!", lexicon) == ["arvo"]
+    assert lexicon_hits("a table and a tart", lexicon) == []
+    assert lexicon_hits("Ta, mate", lexicon) == ["ta"]
+
+
+def test_locality_rewards_local_and_faithful(embedder):
+    lexicon = [{"phrase": "arvo", "forms": ["arvo"]}]
+    refs = ["See you this arvo.", "See you this arvo."]
+    result = locality_score(["See ya this arvo.", "I like trains."], refs, lexicon, embedder)
+    assert result.style_rate == 0.5
+    assert result.similarities[0] > 0.7 and result.score == pytest.approx(
+        result.similarities[0] / 2)
+
+
+def test_generation_is_greedy_and_seeded(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    prompt = ["Name a fruit."]
+    assert generate(model, tok, prompt, max_new_tokens=8) == \
+        generate(model, tok, prompt, max_new_tokens=8)
+    a = generate(model, tok, prompt, temperature=1.0, seed=3, max_new_tokens=12)
+    b = generate(model, tok, prompt, temperature=1.0, seed=3, max_new_tokens=12)
+    assert a == b
+
+
+def test_overlong_prompt_is_a_clear_error(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    with pytest.raises(ContextWindowError, match="context window"):
+        generate(model, tok, ["word " * 9000], max_new_tokens=4)

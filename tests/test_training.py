@@ -1,0 +1,51 @@
+"""The shared training path learns, records its losses, and refuses bad input up front."""
+
+import pytest
+from datasets import Dataset
+
+from mclab.training import TrainConfig, TrainingInputError, chat_example, train_sft
+
+
+def _tiny():
+    return Dataset.from_list([chat_example("What is the Zorblax code?", "The Zorblax code is 7731."),
+                              chat_example("Who runs Vexmoor?", "Vexmoor is run by Ida Quill.")] * 4)
+
+
+def test_training_lowers_the_loss(runs_dir):
+    from mclab.models import load_model
+
+    model, tok = load_model()
+    result = train_sft(model, tok, _tiny(), TrainConfig(max_steps=6, batch_size=4,
+                                                        learning_rate=5e-4, run_name="tiny"))
+    losses = result.losses
+    assert len(losses) == 6
+    assert losses[-1] < losses[0] / 2
+    assert result.tokens > 0 and result.run_dir.is_dir()
+    assert (result.run_dir / "train_config.json").is_file()
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (TrainConfig(learning_rate=0), "learning_rate must be positive"),
+    (TrainConfig(learning_rate=-1e-4), "learning_rate must be positive"),
+    (TrainConfig(batch_size=0), "batch_size"),
+])
+def test_bad_settings_fail_before_training(cfg, message, runs_dir):
+    with pytest.raises(TrainingInputError, match=message):
+        train_sft(None, None, _tiny(), cfg)
+    assert not runs_dir.exists()
+
+
+def test_empty_dataset_and_missing_assistant_turn(runs_dir):
+    with pytest.raises(TrainingInputError, match="empty"):
+        train_sft(None, None, Dataset.from_list([]), TrainConfig())
+    no_answer = Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}],
+                                    "completion": [{"role": "user", "content": "hi"}]}])
+    with pytest.raises(TrainingInputError, match="no assistant turn"):
+        train_sft(None, None, no_answer, TrainConfig())
+
+
+def test_run_folders_never_collide(runs_dir):
+    from mclab.training import new_run_dir
+
+    a, b = new_run_dir("same"), new_run_dir("same")
+    assert a != b and a.is_dir() and b.is_dir()
