@@ -40,6 +40,7 @@ def student_version(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.execution_count = None
         cell.pop("id", None)
     nb.metadata.pop("widgets", None)
+    nb.nbformat_minor = 4
     return nb
 
 

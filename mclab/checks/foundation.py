@@ -1,0 +1,62 @@
+"""Checks for 00_foundation_model."""
+
+import numpy as np
+
+from . import REGISTRY, exercise, fail, not_solved, passed
+
+
+@exercise("00 easy: parameters in millions")
+def check_param_millions(answer, model) -> None:
+    title = REGISTRY["check_param_millions"]
+    if answer is None:
+        return not_solved(title)
+    true = sum(p.numel() for p in model.parameters()) / 1e6
+    if not isinstance(answer, (int, float)):
+        fail(title, f"expected a number, got {type(answer).__name__}",
+              "sum p.numel() over model.parameters() and divide by 1e6")
+    if abs(answer - true) > 0.5:
+        if abs(answer - true * 1e6) < 1e3:
+            fail(title, "that is the raw count, not millions", "divide by 1e6")
+        fail(title, f"{answer:.1f} M is off (the model has about {round(true)} M)",
+              "count every parameter tensor once: sum(p.numel() for p in model.parameters())")
+    return passed(title, f"{true:.1f} M parameters.")
+
+
+@exercise("00 medium: tokens the chat template adds")
+def check_template_overhead(answer, tokenizer) -> None:
+    title = REGISTRY["check_template_overhead"]
+    if answer is None:
+        return not_solved(title)
+    message = "Hello"
+    plain = len(tokenizer(message, add_special_tokens=False)["input_ids"])
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": message}],
+                                         add_generation_prompt=True, tokenize=False)
+    true = len(tokenizer(chat, add_special_tokens=False)["input_ids"]) - plain
+    if answer != true:
+        hint = ("the template also adds a default system turn; format with "
+                "apply_chat_template(..., tokenize=False, add_generation_prompt=True), "
+                "tokenize that string and subtract the tokens of 'Hello' alone")
+        fail(title, f"you said {answer}, but the template adds {true} tokens", hint)
+    return passed(title, f"{true} tokens of wrapping around a one-token message.")
+
+
+@exercise("00 hard: accuracy from option log-likelihoods")
+def check_accuracy_from_scores(func, scores, answers, expected: float) -> None:
+    title = REGISTRY["check_accuracy_from_scores"]
+    if func is None:
+        return not_solved(title)
+    got = func(scores, answers)
+    if not isinstance(got, (float, int, np.floating)):
+        fail(title, f"the function returned {type(got).__name__}, not a number",
+              "return the share of items whose highest-scoring option is the answer")
+    if abs(float(got) - expected) > 1e-9:
+        fail(title, f"your accuracy {float(got):.3f} differs from knowledge_score's "
+              f"{expected:.3f}", "for each item take np.argmax of its scores, compare "
+              "with the answer index, and average the matches")
+    # a second, hand-made case guards against answers that only fit this data
+    tiny = [np.array([-1.0, -0.5]), np.array([-0.2, -3.0])]
+    if abs(float(func(tiny, [1, 1])) - 0.5) > 1e-9:
+        fail(title, "it fails a two-item case (scores [-1,-0.5] and [-0.2,-3], answers "
+              "[1,1]; the accuracy is 0.5)", "the highest score is the largest number "
+              "(log-likelihoods are negative; closer to zero is more likely)")
+    return passed(title, f"accuracy {expected:.3f}, the same as mclab's.")

@@ -1,0 +1,93 @@
+"""Execute notebooks headless and record each one's wall time and kernel peak memory.
+
+    python tools/measure_notebooks.py solutions/00_foundation_model.ipynb [...]
+        [--quick] [--out reports/notebooks.json]
+
+Peak memory is the kernel process's largest resident set size, sampled every 0.1 s
+(with its child processes), so it is what a Binder session with 2 GB would see.
+Results are merged into the output JSON by notebook name, so runs can be split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+
+class PeakRSS:
+    def __init__(self):
+        self.peak = 0
+        self._pid = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, pid: int):
+        self._pid = pid
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                proc = psutil.Process(self._pid)
+                rss = proc.memory_info().rss + sum(
+                    c.memory_info().rss for c in proc.children(recursive=True))
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    def stop(self):
+        self._stop.set()
+
+
+def measure(path: Path, timeout: int = 3600) -> dict:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    monitor = PeakRSS()
+    start = time.perf_counter()
+    with client.setup_kernel():
+        monitor.watch(client.km.provisioner.process.pid)
+        client.execute()
+    seconds = time.perf_counter() - start
+    monitor.stop()
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(monitor.peak / 2**20),
+            "mode": "quick" if os.environ.get("MCLAB_QUICK") == "1" else "full"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--quick", action="store_true", help="set MCLAB_QUICK=1")
+    parser.add_argument("--out", type=Path, default=Path("reports/notebooks.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        os.environ["MCLAB_QUICK"] = "1"
+    else:
+        os.environ.pop("MCLAB_QUICK", None)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for path in args.notebooks:
+        print(f"running {path} ...", flush=True)
+        row = measure(path)
+        row.update(machine=f"{platform.machine()}, {os.cpu_count()} cores",
+                   date=time.strftime("%Y-%m-%d"))
+        results[path.name] = row
+        print(f"  {row['seconds']} s, peak {row['peak_rss_mb']} MB", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+        os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
