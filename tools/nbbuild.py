@@ -1,6 +1,7 @@
 """Edit a solutions/ notebook as plain text, for authors who prefer an editor (optional).
 
-The text format: cells separated by lines `# %% [markdown]` or `# %%`, cell bodies as-is.
+The text format (jupytext's "percent" format): cells separated by lines `# %% [markdown]` or
+`# %%`; code bodies as-is; markdown lines commented with a leading "# " (stripped on build).
     python tools/nbbuild.py --extract solutions/00_foundation_model.ipynb /tmp/00.py
     python tools/nbbuild.py /tmp/00.py solutions/00_foundation_model.ipynb
 Then run `python tools/make_student.py` to refresh notebooks/.
@@ -25,7 +26,9 @@ def build(text: str) -> nbformat.NotebookNode:
         if not body:
             continue
         if marker:
-            nb.cells.append(nbformat.v4.new_markdown_cell(body))
+            lines = [line[2:] if line.startswith("# ") else line.lstrip("#")
+                     for line in body.split("\n")]
+            nb.cells.append(nbformat.v4.new_markdown_cell("\n".join(lines)))
         else:
             nb.cells.append(nbformat.v4.new_code_cell(body))
     for cell in nb.cells:
@@ -36,8 +39,11 @@ def build(text: str) -> nbformat.NotebookNode:
 def extract(nb: nbformat.NotebookNode) -> str:
     chunks = []
     for cell in nb.cells:
-        marker = "# %% [markdown]" if cell.cell_type == "markdown" else "# %%"
-        chunks.append(f"{marker}\n{cell.source}\n")
+        if cell.cell_type == "markdown":
+            body = "\n".join(f"# {line}".rstrip() for line in cell.source.split("\n"))
+            chunks.append(f"# %% [markdown]\n{body}\n")
+        else:
+            chunks.append(f"# %%\n{cell.source}\n")
     return "\n".join(chunks)
 
 
