@@ -7,6 +7,10 @@ unless the device really has bf16, and every trainer in the course is built from
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -38,6 +42,8 @@ class TrainConfig:
     seed: int | None = None  # None: the seed from MCLAB_SEED
     logging_steps: int = 1  # loss is recorded every this many steps
     run_name: str = "run"  # the run folder is runs/<time>-<run_name>
+    eval_steps: int = 0  # with an eval set: evaluate every this many steps (0: about 5 times)
+    lean_loss: bool = True  # plain cross-entropy as a PyTorch loop computes it (see train_sft)
 
     def validate(self) -> None:
         if not self.learning_rate > 0:
@@ -180,28 +186,120 @@ def chat_example(user: str, assistant: str, system: str | None = None) -> dict:
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": assistant}]}
 
 
+def _lean_sft_trainer_class():
+    """SFTTrainer with the loss a plain PyTorch loop computes, and nothing else per step.
+
+    trl 1.16 computes the loss through a fused, tiled LM head that also yields the entropy
+    and top-1 accuracy of every token for its logs. On a GPU that saves memory; on a CPU the
+    tiles run as unfused torch ops (several extra passes over batch x length x 49k
+    vocabulary values, and the head's matmul redone in backward), which made the step
+    slower than a hand-written loop (tools/bench_training.py). Here the model's own
+    forward computes the logits and the cross-entropy, as a plain loop does.
+    """
+    from trl import SFTTrainer
+
+    class LeanSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs["use_cache"] = False
+            outputs = model(**inputs)  # labels inside: the model's own shifted cross-entropy
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    return LeanSFTTrainer
+
+
+def _planned_steps(cfg: TrainConfig, n_rows: int) -> int:
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return max(1, math.ceil(math.ceil(n_rows / cfg.batch_size) * cfg.epochs))
+
+
 def train_sft(model, tokenizer, dataset, cfg: TrainConfig | None = None, peft_config=None,
-              eval_dataset=None) -> TrainResult:
+              eval_dataset=None, callbacks=None) -> TrainResult:
     """Supervised training with trl's SFTTrainer, loss on the completion only.
 
     `dataset` has `prompt`/`completion` message lists (see `chat_example`), or a `text`
-    column for plain causal-LM training (continued pre-training).
+    column for plain causal-LM training (continued pre-training). With `eval_dataset`, the
+    eval loss is logged about five times (or every `cfg.eval_steps`) as `eval_loss`.
+    `callbacks` are extra transformers `TrainerCallback`s.
     """
     from trl import SFTConfig, SFTTrainer
 
     cfg = cfg or TrainConfig()
     cfg.validate()
     check_sft_rows(dataset)
+    if eval_dataset is not None:
+        check_sft_rows(eval_dataset)
     run_dir = new_run_dir(cfg.run_name)
     extra = {"max_length": cfg.max_length, "packing": False}
     if eval_dataset is not None:
-        extra.update(eval_strategy="steps", eval_steps=max(1, cfg.max_steps // 5),
+        every = cfg.eval_steps or max(1, _planned_steps(cfg, len(dataset)) // 5)
+        extra.update(eval_strategy="steps", eval_steps=every, prediction_loss_only=True,
                      per_device_eval_batch_size=cfg.batch_size)
     args = cpu_args(SFTConfig, cfg, run_dir, **extra)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
-                         eval_dataset=eval_dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
+    trainer_cls = _lean_sft_trainer_class() if cfg.lean_loss else SFTTrainer
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset,
+                          eval_dataset=eval_dataset, processing_class=tokenizer,
+                          peft_config=peft_config, callbacks=callbacks)
     model.train()
     result = run_trainer(trainer, cfg, run_dir)
     result.model.eval()
     return result
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def save_model(model, tokenizer, run_dir: Path, name: str = "model") -> Path:
+    """Write a trained model (or only its PEFT adapter) to `run_dir/name`, atomically.
+
+    Everything is written to a temporary folder beside the target, then moved into place
+    with one `os.replace`: a crash mid-save never leaves a half-written model behind.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TrainingInputError(f"run folder {run_dir} does not exist; use result.run_dir")
+    target = run_dir / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-saving-", dir=run_dir))
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        meta = {"kind": "peft-adapter" if _is_peft(model) else "full-model",
+                "saved": datetime.now().isoformat(timespec="seconds")}
+        (tmp / "mclab-saved.json").write_text(_json(meta))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_saved(path: Path, base_model=None):
+    """Load what `save_model` wrote: (model, tokenizer), in eval mode on the CPU.
+
+    An adapter is attached to `base_model` if given, else to a freshly loaded foundation model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "mclab-saved.json").is_file():
+        raise TrainingInputError(f"{path} holds no model saved by mclab.training.save_model")
+    if (path / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        from .models import load_model
+
+        if base_model is None:
+            base_model, tokenizer = load_model()
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        model = PeftModel.from_pretrained(base_model, path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,65 @@
+"""Checks for 03_continued_pretraining."""
+
+import math
+
+from . import REGISTRY, exercise, fail, not_solved, passed
+
+
+@exercise("03 easy: relative change in perplexity")
+def check_relative_change(answer, before: float, after: float) -> None:
+    title = REGISTRY["check_relative_change"]
+    if answer is None:
+        return not_solved(title)
+    true = (after - before) / before
+    if not isinstance(answer, (int, float)):
+        fail(title, f"expected a number, got {type(answer).__name__}",
+             "compute (after - before) / before with the two perplexities")
+    if abs(answer - true) > 1e-6:
+        if abs(answer + true) < 1e-6:
+            fail(title, "the sign is flipped", "a drop in perplexity is a negative change: "
+                 "(after - before) / before")
+        if abs(answer - 100 * true) < 1e-4:
+            fail(title, "that is a percentage", "give the fraction, e.g. -0.25 for a 25% drop")
+        fail(title, f"{answer:.4f} is not the relative change ({true:.4f})",
+             "divide the difference (after - before) by the value before")
+    return passed(title, f"{true:+.1%}.")
+
+
+@exercise("03 medium: how many replay texts for a ratio")
+def check_replay_count(func) -> None:
+    title = REGISTRY["check_replay_count"]
+    if func is None:
+        return not_solved(title)
+    from mclab.pretraining import mix_replay
+
+    for n_domain, ratio in [(80, 0.25), (60, 0.5), (10, 0.0), (30, 0.1)]:
+        true = len(mix_replay(["d"] * n_domain, ["r"], ratio)) - n_domain
+        got = func(n_domain, ratio)
+        if got != true:
+            hint = ("the replay share is n_replay / (n_domain + n_replay) = ratio; solve for "
+                    "n_replay and round to the nearest integer")
+            fail(title, f"for {n_domain} domain texts and ratio {ratio} you said {got}, "
+                 f"the mix needs {true}", hint)
+    return passed(title, "the same counts as mclab.pretraining.mix_replay.")
+
+
+@exercise("03 hard: perplexity from the model's loss")
+def check_perplexity(func, model, tokenizer, texts) -> None:
+    title = REGISTRY["check_perplexity"]
+    if func is None:
+        return not_solved(title)
+    from mclab.evaluation import perplexity
+
+    for text in texts:
+        got, true = func(model, tokenizer, text), perplexity(model, tokenizer, [text])
+        if not isinstance(got, (int, float)) or math.isnan(got):
+            fail(title, f"expected a number, got {got!r}", "return math.exp(loss.item())")
+        if abs(got - true) / true > 1e-3:
+            hint = ("pass labels=input_ids to the model: it shifts them itself and returns the "
+                    "mean negative log-likelihood per predicted token as .loss; the perplexity "
+                    "is exp of that")
+            if abs(math.log(max(got, 1e-9)) - math.log(true)) < 1e-3:
+                hint = "close; check you exponentiate the loss only once"
+            fail(title, f"your perplexity {got:.3f} differs from mclab's {true:.3f} on "
+                 f"{text[:40]!r}...", hint)
+    return passed(title, "the same numbers as mclab.evaluation.perplexity.")

@@ -1,0 +1,84 @@
+"""Checks for 01_prompt_based."""
+
+import numpy as np
+
+from ..generation import format_chat
+from . import REGISTRY, exercise, fail, not_solved, passed
+
+
+def _n_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@exercise("01 easy: tokens of a few-shot prompt")
+def check_prompt_tokens(answer, tokenizer, messages) -> None:
+    title = REGISTRY["check_prompt_tokens"]
+    if answer is None:
+        return not_solved(title)
+    true = _n_tokens(tokenizer, format_chat(tokenizer, messages))
+    if not isinstance(answer, (int, np.integer)):
+        fail(title, f"expected a whole number of tokens, got {type(answer).__name__}",
+             "tokenize the formatted chat text and take len(...['input_ids'])")
+    last = _n_tokens(tokenizer, messages[-1]["content"])
+    if answer == last:
+        fail(title, "that counts only the last user message",
+             "the examples are earlier chat turns: format ALL messages with format_chat first")
+    if answer != true:
+        fail(title, f"you said {answer}, but the model reads {true} tokens",
+             "format_chat(tokenizer, messages) gives the exact text; tokenize it with "
+             "add_special_tokens=False")
+    return passed(title, f"{true} tokens, against {last} for the bare request.")
+
+
+@exercise("01 medium: most similar examples")
+def check_top_similar(func) -> None:
+    title = REGISTRY["check_top_similar"]
+    if func is None:
+        return not_solved(title)
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(30, 8))
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    query = pool[7] + 0.1 * rng.normal(size=8)
+    query /= np.linalg.norm(query)
+    got = func(query, pool, 3)
+    want = list(np.argsort(-(pool @ query))[:3])
+    try:
+        got = [int(i) for i in got]
+    except TypeError:
+        fail(title, f"expected a list of 3 indices, got {type(got).__name__}",
+             "return the row numbers of the pool, e.g. list(np.argsort(...)[:k])")
+    if len(got) != 3:
+        fail(title, f"asked for 3 examples, got {len(got)}", "take only the first k indices")
+    if got == list(np.argsort(pool @ query)[:3]):
+        fail(title, "these are the LEAST similar rows", "sort by descending similarity "
+             "(np.argsort(-scores))")
+    if got != want:
+        fail(title, f"got {got}, expected {want} (most similar first)",
+             "on unit vectors cosine similarity is the dot product pool @ query")
+    return passed(title, "the same ranking as an exact inner-product search.")
+
+
+@exercise("01 hard: pack documents into a token budget")
+def check_pack_documents(func, documents, tokenizer, budget: int) -> None:
+    title = REGISTRY["check_pack_documents"]
+    if func is None:
+        return not_solved(title)
+    got = func(documents, tokenizer, budget)
+    if not isinstance(got, str):
+        fail(title, f"expected the context as one string, got {type(got).__name__}",
+             "join the chosen documents' texts with blank lines")
+    n = _n_tokens(tokenizer, got)
+    if n > budget:
+        fail(title, f"your context is {n} tokens, over the budget of {budget}",
+             "count tokens after each document you add and stop before the budget is passed")
+    if documents[0]["text"] not in got:
+        fail(title, "the first (most relevant) document is missing",
+             "add documents in the given order, starting with the first")
+    used = sum(d["text"] in got for d in documents)
+    if used < len(documents):
+        longer = "\n\n".join(d["text"] for d in documents[:used + 1])
+        if _n_tokens(tokenizer, longer) <= budget:
+            fail(title, f"{used} documents fit, but {used + 1} would also fit the budget",
+                 "keep adding documents while the joined text stays within the budget")
+    return passed(title, f"{used} documents in {n} of {budget} tokens.")
+

@@ -1,0 +1,191 @@
+"""Supervised fine-tuning (SFT): chat data, a memory plan for full fine-tuning, and its cost.
+
+SFT trains on (prompt, answer) chats with the loss on the assistant's tokens only, through
+the shared path `mclab.training.train_sft`. Full-parameter fine-tuning has to fit a 2 GB
+session: `memory_plan` estimates where the memory goes and `PeakMemory` measures it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from .evaluation import KNOWLEDGE_SYSTEM, knowledge_prompt
+from .scorecard import local_prompt
+from .training import TrainingInputError, chat_example
+
+SFT_DATASETS = ("company", "local")
+
+
+def split_by_paraphrase(train_qa, held_out: int = 2,
+                        train_on: tuple[int, ...] = (0, 1)) -> tuple[list[dict], list[dict]]:
+    """Company QA rows split by wording: the `held_out`-th paraphrase of each fact validates.
+
+    Training keeps the paraphrases numbered in `train_on`. The validation rows ask about
+    facts the model trains on, in words it never saw, so their loss shows whether it learns
+    the fact or memorises the question string.
+    """
+    if held_out in train_on:
+        raise TrainingInputError(f"paraphrase {held_out} cannot both train and validate")
+    seen: dict[str, int] = {}
+    train, val = [], []
+    for row in train_qa:
+        k = seen.get(row["fact_id"], 0)
+        seen[row["fact_id"]] = k + 1
+        if k == held_out:
+            val.append(dict(row))
+        elif k in train_on:
+            train.append(dict(row))
+    return train, val
+
+
+def company_examples(rows) -> list[dict]:
+    """QA rows as chats, in the same system prompt and question format the eval asks in."""
+    return [chat_example(knowledge_prompt(r["question"]), r["answer"], system=KNOWLEDGE_SYSTEM)
+            for r in rows]
+
+
+def style_examples(rows) -> list[dict]:
+    """Rewrite pairs as chats: the fixed rewrite instruction, answered in Australian English."""
+    return [chat_example(local_prompt(r["neutral"]), r["local"]) for r in rows]
+
+
+def sft_data(name: str, company: dict | None = None, local: dict | None = None,
+             n_train: int | None = None, n_val: int | None = None, train_on=(0, 1)):
+    """(train, validation) `datasets.Dataset`s of chats for "company" or "local".
+
+    company: QA chats (paraphrases `train_on` train, the third validates); local: rewrite
+    chats (every 8th training pair validates). `n_train`/`n_val` keep evenly spaced rows.
+    """
+    from datasets import Dataset
+
+    from .data import load_scenario, subset
+
+    if name == "company":
+        company = company or load_scenario("company")
+        train_rows, val_rows = split_by_paraphrase(company["train_qa"], train_on=train_on)
+        train, val = company_examples(train_rows), company_examples(val_rows)
+    elif name == "local":
+        local = local or load_scenario("local")
+        rows = list(local["rewrites_train"])
+        # every 8th pair validates (held out from training; the eval set stays untouched)
+        train = style_examples([r for i, r in enumerate(rows) if i % 8 != 7])
+        val = style_examples([r for i, r in enumerate(rows) if i % 8 == 7])
+    else:
+        raise TrainingInputError(f"unknown SFT dataset {name!r}; choose one of {SFT_DATASETS}")
+    return subset(Dataset.from_list(train), n_train), subset(Dataset.from_list(val), n_val)
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB."""
+    import psutil
+
+    return psutil.Process(os.getpid()).memory_info().rss / 2**20
+
+
+class PeakMemory:
+    """Peak resident memory of this process over a `with` block, sampled every 20 ms."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.start_mb = self.peak_mb = self.end_mb = 0.0
+        self._stop = threading.Event()
+
+    def _watch(self):
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, rss_mb())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.start_mb = self.peak_mb = rss_mb()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.end_mb = rss_mb()
+        self.peak_mb = max(self.peak_mb, self.end_mb)
+        return False
+
+
+# bytes of optimizer state per trainable parameter (fp32), for the plan
+OPTIMIZER_STATE_BYTES = {"adamw_torch": 8, "adafactor": 0, "sgd": 0}
+
+
+def activation_bytes_per_token(config, seq_len: int) -> int:
+    """What one token's forward pass keeps for backward, summed over the layers (fp32).
+
+    A rough count of the tensors a Llama block saves: norms, q/k/v, attention output, the
+    MLP's gate/up/activation (each `intermediate_size` wide) and the attention weights
+    (one row of `seq_len` per head).
+    """
+    h, inter = config.hidden_size, config.intermediate_size
+    kv = h * config.num_key_value_heads // config.num_attention_heads
+    per_layer = 8 * h + 3 * kv + 4 * inter + config.num_attention_heads * seq_len
+    return 4 * per_layer * config.num_hidden_layers
+
+
+@dataclass
+class MemoryPlan:
+    weights_mb: float
+    gradients_mb: float
+    optimizer_mb: float
+    activations_mb: float
+    logits_mb: float
+
+    @property
+    def total_mb(self) -> float:
+        return sum(self.__dict__.values())
+
+    def as_dict(self) -> dict:
+        return {**{k: round(v) for k, v in self.__dict__.items()}, "total_mb": round(self.total_mb)}
+
+
+def memory_plan(model, optimizer: str, batch_size: int, seq_len: int) -> MemoryPlan:
+    """Estimate the training memory of full fine-tuning (not counting Python and libraries).
+
+    Adafactor keeps factored second moments (a row and a column vector per matrix) and, as
+    transformers configures it by default, no momentum: its state is a few MB.
+    """
+    if optimizer not in OPTIMIZER_STATE_BYTES:
+        raise ValueError(f"no plan for optimizer {optimizer!r}; "
+                         f"one of {list(OPTIMIZER_STATE_BYTES)}")
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    tokens = batch_size * seq_len
+    mb = 2**20
+    return MemoryPlan(
+        weights_mb=4 * total / mb,
+        gradients_mb=4 * trainable / mb,
+        optimizer_mb=OPTIMIZER_STATE_BYTES[optimizer] * trainable / mb,
+        activations_mb=tokens * activation_bytes_per_token(model.config, seq_len) / mb,
+        # logits, their log-softmax and their gradient: three (tokens x vocabulary) tensors
+        logits_mb=3 * 4 * tokens * model.config.vocab_size / mb,
+    )
+
+
+# ---------------------------------------------------------------------------- widget
+
+
+def sft_panel(run, default: dict | None = None, learning_rate: float = 3e-5,
+              epochs: float = 1.0, dataset: str = "company"):
+    """Learning rate, epochs and dataset knobs; "Train" calls `run(**knobs)`."""
+    import ipywidgets as w
+
+    from .widgets import training_panel
+
+    controls = {
+        "learning_rate": w.FloatLogSlider(value=learning_rate, base=10, min=-6, max=-3,
+                                          step=0.25, description="learning rate",
+                                          readout_format=".1e"),
+        "epochs": w.FloatSlider(value=epochs, min=0.25, max=3, step=0.25, description="epochs"),
+        "dataset": w.Dropdown(options=list(SFT_DATASETS), value=dataset, description="dataset"),
+    }
+    return training_panel(run, controls, default)

@@ -1,0 +1,191 @@
+"""Continued pre-training: causal-LM training on raw domain text, forgetting and replay.
+
+Continued pre-training (CPT) shows the model plain text, with no question or answer, and
+trains it to predict every next token. It is how a model picks up a domain's vocabulary
+and style, and (less reliably) its facts. The price is forgetting: text from elsewhere
+becomes less likely. Replay mixes general text back in to hold on to it; with no access to
+the model's original pre-training data, the replay text here is written by the base model
+itself (pseudo-rehearsal: its own samples are a stand-in for what it was trained on).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .evaluation import knowledge_score, perplexity
+from .training import TrainConfig, TrainingInputError, train_sft
+
+# Everyday topics for the model's own replay text. Broad on purpose: replay stands in for
+# the general pre-training mix, not for the general-text eval (which is never trained on).
+REPLAY_TOPICS = [
+    "how bread is baked", "looking after a vegetable garden", "the rules of football",
+    "the history of the printing press", "how a bicycle gear works", "saving money each month",
+    "how rain forms", "learning to play the guitar", "a walk through a busy city market",
+    "how trains changed travel", "keeping a pet dog healthy", "the planets of the solar system",
+    "how to write a good letter", "the first airplanes", "making soup for a family dinner",
+    "why people enjoy reading novels", "how a car engine runs", "the life of honey bees",
+    "planning a weekend trip", "how computers store information", "the ancient Romans",
+    "training for a long-distance run", "how a river shapes a valley", "painting a room",
+]
+
+
+def chunk_text(text: str, tokenizer, max_tokens: int) -> list[str]:
+    """Split a text into pieces of at most `max_tokens` tokens, at sentence ends where possible."""
+    sentences = [s.strip() for s in text.replace("\n", " ").split(". ") if s.strip()]
+    pieces, current = [], ""
+    for sentence in sentences:
+        sentence = sentence if sentence.endswith(".") else sentence + "."
+        candidate = f"{current} {sentence}".strip()
+        if current and len(tokenizer(candidate)["input_ids"]) > max_tokens:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = candidate
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def medical_corpus(medical: dict, glossary_group: int = 6) -> list[str]:
+    """The dermatology training text: the prose paragraphs plus the glossary as short paragraphs."""
+    texts = list(medical["train_prose"]["text"])
+    glossary = list(medical["glossary"])
+    for start in range(0, len(glossary), glossary_group):
+        group = glossary[start:start + glossary_group]
+        texts.append(" ".join(f"{g['term'].capitalize()}: {g['definition']}" for g in group))
+    return texts
+
+
+def company_corpus(company: dict, paraphrases: bool = False) -> list[str]:
+    """The company documents; with `paraphrases`, also fact sheets restating their facts.
+
+    The augmentation follows Ovadia et al. (2024), who found that several paraphrases of
+    the same fact help unsupervised fine-tuning learn it. Instead of generating paraphrases
+    with a large model, we reuse the three hand-written answer sentences of every fact in
+    `train_qa` (training data, never the eval questions): fact sheet k of a document lists
+    the k-th wording of each of its facts, so each fact appears in three more phrasings.
+    """
+    docs = list(company["documents"])
+    texts = [f"{d['title']}. {d['text']}" for d in docs]
+    if not paraphrases:
+        return texts
+    titles = {d["id"]: d["title"] for d in docs}
+    wordings: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for row in company["train_qa"]:
+        wordings[row["doc_id"]][row["fact_id"]].append(row["answer"])
+    for doc_id, facts in wordings.items():
+        for k in range(max(len(v) for v in facts.values())):
+            lines = [v[k] for v in facts.values() if k < len(v)]
+            texts.append(f"{titles[doc_id]}: key facts. " + " ".join(lines))
+    return texts
+
+
+def replay_prompts(n: int, seed: int = 0) -> list[str]:
+    """`n` requests for general paragraphs; every topic is used once before any repeats."""
+    rng = random.Random(seed)
+    topics: list[str] = []
+    while len(topics) < n:
+        cycle = list(REPLAY_TOPICS)
+        rng.shuffle(cycle)
+        topics += cycle
+    return [f"Write a short paragraph about {t}." for t in topics[:n]]
+
+
+def generate_replay(model, tokenizer, n: int = 24, max_new_tokens: int = 96,
+                    seed: int = 0) -> list[str]:
+    """General paragraphs written by the (base) model itself, sampled with a fixed seed."""
+    from .generation import generate
+
+    outputs = generate(model, tokenizer, replay_prompts(n, seed), max_new_tokens=max_new_tokens,
+                       temperature=0.7, seed=seed, batch_size=n)
+    return [o for o in outputs if len(o.split()) >= 10]
+
+
+def mix_replay(domain: list[str], replay: list[str], ratio: float, seed: int = 0) -> list[str]:
+    """Domain texts plus replay texts so that `ratio` of the mix is replay, shuffled.
+
+    The number of domain texts stays the same; replay texts are added (drawn with
+    replacement when the pool is smaller than needed).
+    """
+    if not 0 <= ratio < 1:
+        raise TrainingInputError(
+            f"replay ratio must be in [0, 1), got {ratio}; 0.25 means a quarter of the "
+            "training texts are general text")
+    if not domain:
+        raise TrainingInputError("the domain corpus is empty; give it at least one text")
+    n_replay = round(len(domain) * ratio / (1 - ratio))
+    if n_replay and not replay:
+        raise TrainingInputError("a replay ratio above 0 needs replay texts; none were given")
+    rng = random.Random(seed)
+    extra = [replay[i % len(replay)] for i in range(n_replay)]
+    if n_replay > len(replay):
+        extra = [rng.choice(replay) for _ in range(n_replay)]
+    mixed = list(domain) + extra
+    rng.shuffle(mixed)
+    return mixed
+
+
+def text_dataset(texts: list[str]):
+    from datasets import Dataset
+
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise TrainingInputError("no training text: the corpus is empty")
+    return Dataset.from_list([{"text": t} for t in texts])
+
+
+def train_cpt(model, tokenizer, texts: list[str], cfg: TrainConfig, peft_config=None,
+              callbacks=None):
+    """Continued pre-training: the shared training path on a plain-text dataset."""
+    cfg.validate()
+    return train_sft(model, tokenizer, text_dataset(texts), cfg, peft_config=peft_config,
+                     callbacks=callbacks)
+
+
+@dataclass
+class DomainScores:
+    """The numbers continued pre-training is judged by."""
+
+    medical_perplexity: float  # held-out dermatology prose (lower: the domain is learned)
+    general_perplexity: float  # general text (higher: forgetting)
+    medical_knowledge: float | None = None  # term multiple-choice accuracy
+    company_knowledge: float | None = None  # company multiple-choice accuracy, closed book
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def domain_scores(model, tokenizer, sets: dict, knowledge: tuple = ("medical",)) -> DomainScores:
+    """Perplexities on the held-out sets, plus the knowledge scores named in `knowledge`."""
+    scores = DomainScores(perplexity(model, tokenizer, sets["medical_heldout"]["text"]),
+                          perplexity(model, tokenizer, sets["general_text"]["text"]))
+    if "medical" in knowledge:
+        scores.medical_knowledge = knowledge_score(model, tokenizer, sets["medical_mc"]).accuracy
+    if "company" in knowledge:
+        scores.company_knowledge = knowledge_score(model, tokenizer, sets["company_mc"]).accuracy
+    return scores
+
+
+def relative_change(before: float, after: float) -> float:
+    """(after - before) / before: -0.25 is a 25% drop."""
+    return (after - before) / before
+
+
+def cpt_panel(run, default: dict | None = None, learning_rate: float = 1e-4, steps: int = 6,
+              replay_ratio: float = 0.25):
+    """Learning rate, steps and replay ratio knobs; "Train" calls `run(**knobs)`."""
+    import ipywidgets as w
+
+    from .widgets import training_panel
+
+    controls = {
+        "learning_rate": w.FloatLogSlider(value=learning_rate, base=10, min=-6, max=-3,
+                                          step=0.25, description="learning rate",
+                                          readout_format=".1e"),
+        "steps": w.IntSlider(value=steps, min=1, max=40, description="steps"),
+        "replay_ratio": w.FloatSlider(value=replay_ratio, min=0, max=0.75, step=0.05,
+                                      description="replay ratio"),
+    }
+    return training_panel(run, controls, default)

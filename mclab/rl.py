@@ -1,0 +1,416 @@
+"""Fine-tuning from feedback signals: DPO on preference pairs, GRPO on a written reward.
+
+Both go through the shared CPU path of `mclab.training` (`cpu_args`, `run_trainer`), with a
+LoRA adapter by default: with peft the reference model of DPO is the same network with
+the adapter switched off, so no second copy of the model is kept in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .evaluation import lexicon_hits
+from .training import (TrainConfig, TrainingInputError, TrainResult, cpu_args, new_run_dir,
+                       run_trainer)
+
+
+# ---------------------------------------------------------------- preference data (DPO)
+
+def preference_example(prompt: str, chosen: str, rejected: str, system: str | None = None) -> dict:
+    """One preference pair in trl's conversational form."""
+    messages = ([{"role": "system", "content": system}] if system else []) + \
+        [{"role": "user", "content": prompt}]
+    return {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}
+
+
+def _text(turns) -> str:
+    if isinstance(turns, str):
+        return turns
+    return " ".join(str(t.get("content", "")) for t in turns or [])
+
+
+def check_preference_rows(dataset) -> None:
+    """Every pair needs a prompt and two different, non-empty replies."""
+    if dataset is None or len(dataset) == 0:
+        raise TrainingInputError("the preference dataset is empty; give it at least one pair")
+    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
+    if missing:
+        raise TrainingInputError(
+            f"preference rows need 'prompt', 'chosen' and 'rejected'; missing {sorted(missing)}. "
+            "Build them with mclab.rl.preference_example().")
+    for i, row in enumerate(dataset):
+        chosen, rejected = _text(row["chosen"]).strip(), _text(row["rejected"]).strip()
+        if not _text(row["prompt"]).strip():
+            raise TrainingInputError(f"pair {i} has an empty prompt")
+        if not chosen or not rejected:
+            raise TrainingInputError(f"pair {i} has an empty 'chosen' or 'rejected' reply")
+        if chosen == rejected:
+            raise TrainingInputError(
+                f"pair {i}: 'chosen' equals 'rejected' ({chosen[:60]!r}); a preference pair "
+                "needs two different replies, or it teaches nothing")
+
+
+def preference_dataset(rows, system: str | None = None):
+    """A `datasets.Dataset` of checked pairs from rows with prompt, chosen, rejected."""
+    from datasets import Dataset
+
+    rows = list(rows)
+    dataset = Dataset.from_list([preference_example(r["prompt"], r["chosen"], r["rejected"], system)
+                                 for r in rows]) if rows else Dataset.from_list([])
+    check_preference_rows(dataset)
+    return dataset
+
+
+def _micro(cfg: TrainConfig, micro_batch: int | None) -> dict:
+    """Trainer arguments that split each step's batch into micro-batches."""
+    if micro_batch is None or micro_batch >= cfg.batch_size:
+        return {}
+    if micro_batch < 1 or cfg.batch_size % micro_batch:
+        raise TrainingInputError(f"micro_batch {micro_batch} must divide batch_size "
+                                 f"{cfg.batch_size}")
+    return {"per_device_train_batch_size": micro_batch,
+            "gradient_accumulation_steps": cfg.batch_size // micro_batch}
+
+
+def _check_beta(beta: float) -> None:
+    if not beta > 0:
+        raise TrainingInputError(
+            f"beta must be positive, got {beta}; it weighs how far the policy may move from the "
+            "reference (0.1 is the usual start)")
+
+
+def train_dpo(model, tokenizer, dataset, cfg: TrainConfig | None = None, beta: float = 0.1,
+              peft_config=None, eval_dataset=None, max_length: int = 128,
+              micro_batch: int | None = None) -> TrainResult:
+    """Direct preference optimization with trl's DPOTrainer, on the CPU-safe settings.
+
+    With a `peft_config` (LoRA) the reference model is the same network with the adapter
+    disabled, i.e. the model as it was passed in. The adapter is saved in the run folder.
+    `micro_batch` pairs go through the model at a time (gradients are accumulated up to
+    `cfg.batch_size`): activation memory grows with it, the result does not change.
+    """
+    from trl import DPOConfig, DPOTrainer
+
+    cfg = cfg or TrainConfig(learning_rate=5e-5, run_name="dpo")
+    cfg.validate()
+    _check_beta(beta)
+    check_preference_rows(dataset)
+    if eval_dataset is not None:
+        check_preference_rows(eval_dataset)
+    run_dir = new_run_dir(cfg.run_name)
+    extra = {"beta": beta, "max_length": max_length, **_micro(cfg, micro_batch)}
+    if eval_dataset is not None:
+        extra.update(eval_strategy="steps", eval_steps=max(1, cfg.max_steps // 3),
+                     per_device_eval_batch_size=cfg.batch_size)
+    args = cpu_args(DPOConfig, cfg, run_dir, **extra)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
+                         processing_class=tokenizer, peft_config=peft_config)
+    result = run_trainer(trainer, cfg, run_dir)
+    result.model.eval()
+    result.model.save_pretrained(run_dir / "model")
+    return result
+
+
+def dpo_loss(margins, beta: float) -> float:
+    """The DPO loss, -log sigmoid(beta * margin), averaged over log-ratio margins.
+
+    A margin is (log pi/pi_ref of the chosen reply) - (log pi/pi_ref of the rejected one).
+    """
+    _check_beta(beta)
+    z = beta * np.asarray(margins, dtype=float)
+    return float(np.mean(np.logaddexp(0.0, -z)))
+
+
+# ---------------------------------------------------------------- rewards (GRPO)
+
+def completion_text(completion) -> str:
+    """The text of a trl completion: a string, or a list of chat messages."""
+    return _text(completion).strip()
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"[\w']+", text))
+
+
+@dataclass
+class RewardWeights:
+    """How much each part of the reward counts (the GRPO reward is their weighted sum)."""
+
+    style: float = 1.0  # uses at least one phrase of the local lexicon
+    meaning: float = 1.0  # keeps the meaning of the neutral sentence (embedding similarity)
+    brevity: float = 0.5  # stays about as short as the sentence it rewrites
+
+    def as_list(self) -> list[float]:
+        for name, value in self.__dict__.items():
+            if value < 0:
+                raise TrainingInputError(f"reward weight {name} must be >= 0, got {value}")
+        if not any(self.__dict__.values()):
+            raise TrainingInputError("at least one reward weight must be positive")
+        return [self.style, self.meaning, self.brevity]
+
+
+def style_reward(completions, lexicon) -> list[float]:
+    """1 when a completion uses a lexicon phrase (the locality score's test), else 0."""
+    return [1.0 if lexicon_hits(completion_text(c), lexicon) else 0.0 for c in completions]
+
+
+def brevity_reward(completions, sources) -> list[float]:
+    """1 up to 1.5x the source's word count, falling linearly to 0 at 3x."""
+    rewards = []
+    for c, source in zip(completions, sources):
+        n, limit = _words(completion_text(c)), 1.5 * max(1, _words(source))
+        rewards.append(float(np.clip(1.0 - (n - limit) / limit, 0.0, 1.0)) if n else 0.0)
+    return rewards
+
+
+def meaning_reward(completions, references, embedder) -> list[float]:
+    """Cosine similarity between each completion and a reference text (0..1)."""
+    texts = [completion_text(c) or "." for c in completions]
+    a = embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    b = embedder.encode(list(references), normalize_embeddings=True, convert_to_numpy=True)
+    return [float(s) for s in np.clip((a * b).sum(axis=1), 0.0, 1.0)]
+
+
+def make_reward_funcs(lexicon, embedder, source_field: str = "neutral",
+                      reference_field: str = "local") -> list:
+    """The three reward functions in trl's signature (prompts, completions, **columns).
+
+    Each prompt row carries its neutral sentence (`source_field`, for the length budget)
+    and the training set's reference rewrite (`reference_field`, for the meaning).
+    """
+    lexicon = list(lexicon)
+
+    def style(prompts, completions, **kwargs):
+        return style_reward(completions, lexicon)
+
+    def meaning(prompts, completions, **kwargs):
+        return meaning_reward(completions, kwargs[reference_field], embedder)
+
+    def brevity(prompts, completions, **kwargs):
+        return brevity_reward(completions, kwargs[source_field])
+
+    return [style, meaning, brevity]
+
+
+def total_reward(completions, sources, references, lexicon, embedder,
+                 weights: RewardWeights) -> np.ndarray:
+    """The weighted reward of each completion, as GRPO sums it."""
+    w = weights.as_list()
+    parts = [style_reward(completions, lexicon), meaning_reward(completions, references, embedder),
+             brevity_reward(completions, sources)]
+    return sum(wi * np.asarray(p) for wi, p in zip(w, parts))
+
+
+def group_advantages(rewards, n_generations: int) -> np.ndarray:
+    """GRPO's advantage: each reward minus its group's mean, over the group's std."""
+    rewards = np.asarray(rewards, dtype=float)
+    if n_generations < 2 or len(rewards) % n_generations:
+        raise ValueError(f"need groups of >= 2 generations that divide {len(rewards)} rewards, "
+                         f"got {n_generations}")
+    groups = rewards.reshape(-1, n_generations)
+    std = groups.std(axis=1, ddof=1, keepdims=True)
+    return ((groups - groups.mean(axis=1, keepdims=True)) / (std + 1e-4)).reshape(-1)
+
+
+def rewrite_prompts(rows, prompt_fn, system: str | None = None):
+    """GRPO prompts (chat messages) from rewrite rows, keeping `neutral` and `local` for the rewards."""
+    from datasets import Dataset
+
+    rows = [{"prompt": ([{"role": "system", "content": system}] if system else [])
+             + [{"role": "user", "content": prompt_fn(r["neutral"])}],
+             "neutral": r["neutral"], "local": r["local"]} for r in rows]
+    if not rows:
+        raise TrainingInputError("the GRPO prompt set is empty; give it at least one prompt")
+    return Dataset.from_list(rows)
+
+
+def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None = None,
+               num_generations: int = 4, max_completion_length: int = 32,
+               reward_weights: list[float] | None = None, beta: float = 0.0,
+               temperature: float = 1.0, peft_config=None,
+               micro_batch: int | None = None) -> TrainResult:
+    """Group relative policy optimization with trl's GRPOTrainer, on the CPU-safe settings.
+
+    `cfg.batch_size` counts completions per step, so it must be a multiple of
+    `num_generations` (batch 8 with 4 generations: 2 prompts a step). `micro_batch`
+    completions are trained on at a time (gradient accumulation), which bounds memory.
+    """
+    from trl import GRPOConfig, GRPOTrainer
+
+    cfg = cfg or TrainConfig(learning_rate=1e-4, batch_size=8, run_name="grpo")
+    cfg.validate()
+    if prompts is None or len(prompts) == 0:
+        raise TrainingInputError("the GRPO prompt set is empty; give it at least one prompt")
+    if num_generations < 2:
+        raise TrainingInputError(
+            f"num_generations must be >= 2 (got {num_generations}): GRPO compares each "
+            "completion with the others drawn for the same prompt")
+    if cfg.batch_size % num_generations:
+        raise TrainingInputError(
+            f"batch_size {cfg.batch_size} must be a multiple of num_generations "
+            f"{num_generations}; try batch_size={2 * num_generations}")
+    if reward_weights is not None and len(reward_weights) != len(reward_funcs):
+        raise TrainingInputError(f"{len(reward_weights)} reward weights for "
+                                 f"{len(reward_funcs)} reward functions")
+    if beta < 0:
+        raise TrainingInputError(f"beta (the KL weight) must be >= 0, got {beta}")
+    run_dir = new_run_dir(cfg.run_name)
+    args = cpu_args(GRPOConfig, cfg, run_dir, num_generations=num_generations,
+                    max_completion_length=max_completion_length, reward_weights=reward_weights,
+                    beta=beta, temperature=temperature, log_completions=False,
+                    **_micro(cfg, micro_batch))
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
+                          train_dataset=prompts, processing_class=tokenizer,
+                          peft_config=peft_config)
+    result = run_trainer(trainer, cfg, run_dir)
+    result.model.eval()
+    result.model.save_pretrained(run_dir / "model")
+    return result
+
+
+# ---------------------------------------------------------------- looking inside DPO
+
+def _reply_logprob(model, tokenizer, prompt_messages, reply: str) -> float:
+    """Sum of log-probabilities of `reply` as the assistant's answer to the prompt."""
+    import torch
+
+    head = tokenizer.apply_chat_template(prompt_messages, tokenize=False,
+                                         add_generation_prompt=True)
+    head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+    reply_ids = tokenizer(reply + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([head_ids + reply_ids])
+    logits = model(input_ids=ids).logits[0, -len(reply_ids) - 1:-1].float()
+    logp = torch.log_softmax(logits, -1)
+    return float(logp[torch.arange(len(reply_ids)), torch.tensor(reply_ids)].sum())
+
+
+def preference_margins(peft_model, tokenizer, dataset) -> np.ndarray:
+    """Per pair: log pi/pi_ref(chosen) - log pi/pi_ref(rejected), pi_ref = adapter disabled.
+
+    beta times this margin is the difference of DPO's implicit rewards: a positive margin
+    means the trained policy ranks the pair the way the human label does.
+    """
+    import torch
+
+    check_preference_rows(dataset)
+    rows = list(dataset)
+
+    def scores():
+        return np.array([[_reply_logprob(peft_model, tokenizer, r["prompt"], _text(r[k]))
+                          for k in ("chosen", "rejected")] for r in rows])
+
+    with torch.no_grad():
+        policy = scores()
+        with peft_model.disable_adapter():
+            ref = scores()
+    ratio = policy - ref
+    return ratio[:, 0] - ratio[:, 1]
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system between training runs (glibc `malloc_trim`).
+
+    Without it the process keeps the high-water mark of every earlier run as resident
+    memory, and the runs' peaks add up instead of each standing alone.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows): nothing to do
+        pass
+
+
+# ---------------------------------------------------------------- the knobs, without training
+
+def feedback_knobs(margins, samples: dict, lexicon, embedder, beta: float,
+                   n_generations: int, weights: RewardWeights):
+    """What DPO and GRPO would see at these settings, computed from saved outputs.
+
+    Args:
+        margins: held-out log-ratio margins of the trained DPO model (`preference_margins`).
+        samples: {source sentence: (reference rewrite, [sampled rewrites])} from the policy.
+    Returns (DPO summary dict, GRPO table as a DataFrame).
+    """
+    import pandas as pd
+
+    _check_beta(beta)
+    margins = np.asarray(margins, dtype=float)
+    dpo = {"beta": beta, "DPO loss": dpo_loss(margins, beta),
+           "loss at the reference (log 2)": float(np.log(2)),
+           "mean implicit reward margin": float(np.mean(beta * margins)),
+           "held-out reward accuracy": float(np.mean(margins > 0))}
+    rows = []
+    for source, (reference, outputs) in samples.items():
+        if n_generations > len(outputs):
+            raise ValueError(f"only {len(outputs)} samples per prompt were drawn; choose "
+                             f"at most that many generations")
+        group = outputs[:n_generations]
+        n = len(group)
+        reward = total_reward(group, [source] * n, [reference] * n, lexicon, embedder, weights)
+        adv = group_advantages(reward, n_generations)
+        rows += [{"prompt": source[:40], "completion": c, "reward": round(float(r), 3),
+                  "advantage": round(float(a), 2)} for c, r, a in zip(group, reward, adv)]
+    return dpo, pd.DataFrame(rows)
+
+
+def feedback_panel(margins, samples: dict, lexicon, embedder):
+    """Sliders for beta, generations per prompt and the reward weights (no retraining)."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    beta = w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.1, description="beta")
+    n_gen = w.IntSlider(value=4, min=2, max=min(len(v[1]) for v in samples.values()),
+                        description="generations")
+    ws = {name: w.FloatSlider(value=getattr(RewardWeights(), name), min=-0.5, max=2.0, step=0.1,
+                              description=f"w_{name}") for name in ("style", "meaning", "brevity")}
+    out = w.Output()
+
+    def run(_=None):
+        out.clear_output(wait=True)
+        with out:
+            try:
+                weights = RewardWeights(**{k: s.value for k, s in ws.items()})
+                dpo, table = feedback_knobs(margins, samples, lexicon, embedder, beta.value,
+                                            n_gen.value, weights)
+            except ValueError as err:
+                print(f"⚠ {err}")
+                return
+            print("DPO on held-out pairs: " + " · ".join(
+                f"{k} {v:.3f}" for k, v in dpo.items()))
+            display(table)
+
+    for widget in (beta, n_gen, *ws.values()):
+        widget.observe(run, names="value")
+    panel = w.VBox([w.HBox([beta, n_gen]), w.HBox(list(ws.values())), out])
+    display(panel)
+    run()
+    return panel
+
+
+def locality_of(model, tokenizer, embedder, sets: dict):
+    """Locality of a model's rewrites of the held-out sentences: (LocalityResult, outputs)."""
+    from .evaluation import locality_score
+    from .scorecard import rewrite_local
+
+    local_eval = sets["local_eval"]
+    outputs = rewrite_local(model, tokenizer, local_eval["neutral"])
+    return locality_score(outputs, local_eval["local"], sets["lexicon"], embedder), outputs
+
+
+def sample_rewrites(model, tokenizer, rows, n: int = 6, temperature: float = 1.0,
+                    max_new_tokens: int = 32, seed: int = 0) -> dict:
+    """{neutral: (reference, n sampled rewrites)}, seeded: what a GRPO group looks like."""
+    from .generation import generate
+    from .scorecard import local_prompt
+
+    return {r["neutral"]: (r["local"], generate(model, tokenizer, [local_prompt(r["neutral"])] * n,
+                                                temperature=temperature, seed=seed,
+                                                max_new_tokens=max_new_tokens))
+            for r in rows}
