@@ -43,7 +43,7 @@ class TrainConfig:
     logging_steps: int = 1  # loss is recorded every this many steps
     run_name: str = "run"  # the run folder is runs/<time>-<run_name>
     eval_steps: int = 0  # with an eval set: evaluate every this many steps (0: about 5 times)
-    lean_loss: bool = True  # plain cross-entropy as a PyTorch loop computes it (see train_sft)
+    lean_loss: bool = False  # True: the model's own cross-entropy, no trl metrics (see below)
 
     def validate(self) -> None:
         if not self.learning_rate > 0:
@@ -190,11 +190,13 @@ def _lean_sft_trainer_class():
     """SFTTrainer with the loss a plain PyTorch loop computes, and nothing else per step.
 
     trl 1.16 computes the loss through a fused, tiled LM head that also yields the entropy
-    and top-1 accuracy of every token for its logs. On a GPU that saves memory; on a CPU the
-    tiles run as unfused torch ops (several extra passes over batch x length x 49k
-    vocabulary values, and the head's matmul redone in backward), which made the step
-    slower than a hand-written loop (tools/bench_training.py). Here the model's own
-    forward computes the logits and the cross-entropy, as a plain loop does.
+    and top-1 accuracy of every token for its logs; on a CPU the tiles run as torch ops
+    (extra passes over batch x length x vocabulary, the head's matmul redone in backward).
+    This variant lets the model's forward compute the logits and the cross-entropy, as a
+    plain loop does (same loss: tests/test_finetuning.py). It is opt-in
+    (`TrainConfig.lean_loss`): on the shared, loaded 2-core machine tools/bench_training.py
+    showed no reliable speed difference, and it holds the full logits (3 x tokens x
+    vocabulary x 4 bytes) that the fused head avoids.
     """
     from trl import SFTTrainer
 
