@@ -7,12 +7,10 @@ session: `memory_plan` estimates where the memory goes and `PeakMemory` measures
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from dataclasses import dataclass
 
 from .evaluation import KNOWLEDGE_SYSTEM, knowledge_prompt
+from .measure import PeakMemory, rss_mb  # noqa: F401  (notebooks import them from here)
 from .scorecard import local_prompt
 from .training import TrainingInputError, chat_example
 
@@ -79,40 +77,6 @@ def sft_data(name: str, company: dict | None = None, local: dict | None = None,
 
 
 # ---------------------------------------------------------------------------- memory
-
-
-def rss_mb() -> float:
-    """This process's resident memory now, in MB."""
-    import psutil
-
-    return psutil.Process(os.getpid()).memory_info().rss / 2**20
-
-
-class PeakMemory:
-    """Peak resident memory of this process over a `with` block, sampled every 20 ms."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval = interval
-        self.start_mb = self.peak_mb = self.end_mb = 0.0
-        self._stop = threading.Event()
-
-    def _watch(self):
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, rss_mb())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.start_mb = self.peak_mb = rss_mb()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.end_mb = rss_mb()
-        self.peak_mb = max(self.peak_mb, self.end_mb)
-        return False
 
 
 # bytes of optimizer state per trainable parameter (fp32), for the plan

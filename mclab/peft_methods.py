@@ -8,13 +8,12 @@ model under transformers 5.x (see `enable_prefix_generation`).
 
 from __future__ import annotations
 
-import threading
-import time
 import types
 from pathlib import Path
 
 import torch
 
+from .measure import PeakMemory, folder_size_mb  # noqa: F401  (notebooks import them from here)
 from .training import TrainingInputError
 
 LORA_TARGETS = {
@@ -117,52 +116,6 @@ def completion_loss(model, tokenizer, prompts: list[str], answers: list[str],
         total += loss.item()
         count += int((target[:, 1:] != -100).sum())
     return total / count
-
-
-class PeakMemory:
-    """Peak resident memory (MB) of this process while the block runs, sampled every 20 ms.
-
-        with PeakMemory() as mem:
-            train(...)
-        mem.peak_mb, mem.added_mb   # the high point, and how far it rose above the start
-    """
-
-    def __init__(self, interval: float = 0.02):
-        self.interval = interval
-        self.start_mb = self.peak_mb = 0.0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def rss_mb() -> float:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
-
-    def _watch(self):
-        while not self._stop.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, self.rss_mb())
-
-    def __enter__(self):
-        self.start_mb = self.peak_mb = self.rss_mb()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self._t0
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self.rss_mb())
-
-    @property
-    def added_mb(self) -> float:
-        return self.peak_mb - self.start_mb
-
-
-def folder_size_mb(folder) -> float:
-    """Total size of the files under a folder, in MB (2**20 bytes)."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
 
 
 # ---------------------------------------------------------------- prefix tuning, generation
