@@ -3,15 +3,17 @@
 Members are scored separately on the same multiple-choice items (`KnowledgeResult`s);
 combining them needs no more model calls. Weights are fitted on a validation half of
 the eval set and reported on the other half, so the ensemble is never tuned on its test.
+`merge_adapters` is the contrast: it mixes LoRA adapters' weights into one model.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 
-from .evaluation import KnowledgeResult
+from .evaluation import KNOWLEDGE_SYSTEM, KnowledgeResult, knowledge_score
 
 
 class EnsembleError(ValueError):
@@ -98,3 +100,228 @@ def fit_weights(members: dict[str, KnowledgeResult], step: float = 0.1,
         if acc > best_acc + 1e-12 or (abs(acc - best_acc) <= 1e-12 and spread < best_spread):
             best, best_acc, best_spread = w, acc, spread
     return best, best_acc
+
+
+# ---------------------------------------------------------------- diversity and selection
+
+def oracle_accuracy(members: dict[str, KnowledgeResult]) -> float:
+    """Share of items that at least one member gets right: the ceiling of any combination."""
+    results = _check_members(members)
+    return float(np.mean([any(r.correct[i] for r in results) for i in range(results[0].n)]))
+
+
+def agreement(members: dict[str, KnowledgeResult]) -> np.ndarray:
+    """Share of items on which each pair of members gives the same answer (a matrix)."""
+    results = _check_members(members)
+    preds = np.array([r.predictions for r in results])
+    return (preds[:, None, :] == preds[None, :, :]).mean(axis=2)
+
+
+def greedy_selection(members: dict[str, KnowledgeResult], combine=average_probs) -> list[str]:
+    """Forward selection (Caruana et al., 2004): start from the most accurate member, add
+    the member that raises the combined accuracy most, stop when none raises it.
+
+    Run it on validation items. Ties go to the member listed first.
+    """
+    _check_members(members)
+    chosen = [max(members, key=lambda n: members[n].accuracy)]  # max keeps the first of ties
+    best = members[chosen[0]].accuracy
+    while len(chosen) < len(members):
+        scores = {n: combine({m: members[m] for m in chosen + [n]}).accuracy
+                  for n in members if n not in chosen}
+        name = max(scores, key=scores.get)
+        if scores[name] <= best:
+            break
+        chosen.append(name)
+        best = scores[name]
+    return chosen
+
+
+# ---------------------------------------------------------------- comparing on a split
+
+COMBINERS = {"average": average_probs, "vote": majority_vote}
+
+
+def evaluate_ensembles(members: dict[str, KnowledgeResult], val, test,
+                       ms_per_question: dict[str, float] | None = None,
+                       step: float = 0.1) -> list[dict]:
+    """Every member and every combination, scored on the `test` items.
+
+    The weighted average gets its weights from `fit_weights` on the `val` items only.
+    Each row has the validation and test accuracy, the weights and the inference cost
+    (the sum of the milliseconds per question of the members it runs: all of them, except
+    those a fitted weight of 0 drops).
+    """
+    _check_members(members)
+    ms = ms_per_question or {}
+    on_val = {n: select(r, val) for n, r in members.items()}
+    on_test = {n: select(r, test) for n, r in members.items()}
+    names = list(members)
+    rows = [{"method": n, "members": 1, "val": on_val[n].accuracy, "test": on_test[n].accuracy,
+             "ms / question": ms.get(n, np.nan), "weights": "", "ensemble": False}
+            for n in names]
+    weights, _ = fit_weights(on_val, step)
+    for label, combine, w in [("average (plain)", average_probs, None),
+                              ("average (weights fit on val)", average_probs, weights),
+                              ("majority vote", majority_vote, None)]:
+        shown = "" if w is None else ", ".join(f"{n} {x:.1f}" for n, x in zip(names, w))
+        used = names if w is None else [n for n, x in zip(names, w) if x > 0]
+        rows.append({"method": label, "members": len(used),
+                     "val": combine(on_val, w).accuracy, "test": combine(on_test, w).accuracy,
+                     "ms / question": sum(ms.get(n, np.nan) for n in used), "weights": shown,
+                     "ensemble": True})
+    return rows
+
+
+def verdict(rows: list[dict]) -> str:
+    """One honest sentence: does the best ensemble beat the best member on the test items?"""
+    members = [r for r in rows if not r["ensemble"]]
+    ensembles = [r for r in rows if r["ensemble"]]
+    best_m = max(members, key=lambda r: r["test"])
+    best_e = max(ensembles, key=lambda r: r["test"])
+    gap = best_e["test"] - best_m["test"]
+    how = "beats" if gap > 0 else ("ties with" if gap == 0 else "falls short of")
+    return (f"The best ensemble here, {best_e['method']} ({best_e['test']:.3f}), {how} the best "
+            f"single member, {best_m['method']} ({best_m['test']:.3f}), on the test half "
+            f"({gap:+.3f}); it runs {best_e['members']} member(s), "
+            f"{best_e['ms / question'] / best_m['ms / question']:.1f}x the inference time.")
+
+
+# ---------------------------------------------------------------- members and merging
+
+def timed_knowledge(model, tokenizer, items, contexts=None, system=None,
+                    batch_size: int = 4) -> tuple:
+    """A member's knowledge result (with option probabilities) and its ms per question.
+
+    Batches of 4: with retrieved passages in the prompt, 8 pushed the notebook to 2 GB.
+    """
+    items = list(items)
+    start = time.perf_counter()
+    result = knowledge_score(model, tokenizer, items, contexts,
+                             system=KNOWLEDGE_SYSTEM if system is None else system,
+                             batch_size=batch_size)
+    return result, 1000 * (time.perf_counter() - start) / len(items)
+
+
+def rag_contexts(retriever, items, k: int = 2) -> list[str]:
+    """The top-`k` retrieved chunks of each question, as the RAG prompt's context."""
+    from .rag import build_context
+
+    retrieved = retriever.retrieve([it["question"] for it in items], k)
+    return [build_context(ids, retriever.chunks) for ids in retrieved]
+
+
+def few_shot_contexts(selector, qa_rows, items, shots: int, strategy: str = "similar") -> list[str]:
+    """`shots` training question/answer pairs in front of each question (none for 0)."""
+    from .prompting import qa_examples_context
+
+    if shots == 0:
+        return [None] * len(list(items))
+    chosen = selector.select([it["question"] for it in items], shots, strategy)
+    return [qa_examples_context([(qa_rows[i]["question"], qa_rows[i]["answer"]) for i in ids])
+            for ids in chosen]
+
+
+def merge_adapters(peft_model, names, weights, merged_name: str = "merged"):
+    """Add one adapter whose update is sum_i weights[i] * (update of adapter i), and use it.
+
+    peft's `add_weighted_adapter` with `combination_type="cat"` stacks the adapters'
+    low-rank factors, so the merged update is exactly the weighted sum (rank = sum of
+    ranks). The result is one model: one forward pass per question, not one per adapter.
+    """
+    names = list(names)
+    w = np.asarray(weights, dtype=float)
+    if len(names) < 2:
+        raise EnsembleError(f"merging needs at least 2 adapters, got {len(names)}")
+    missing = [n for n in names if n not in peft_model.peft_config]
+    if missing:
+        raise EnsembleError(f"no adapter named {missing}; loaded: {list(peft_model.peft_config)}")
+    if w.shape != (len(names),) or not np.isfinite(w).all() or not w.any():
+        raise EnsembleError(f"weights must be {len(names)} finite numbers, not all zero; "
+                            f"got {weights}")
+    if merged_name in peft_model.peft_config:  # merging again replaces the earlier merge
+        if peft_model.active_adapter == merged_name:
+            peft_model.set_adapter(names[0])
+        peft_model.delete_adapter(merged_name)
+    peft_model.add_weighted_adapter(names, w.tolist(), merged_name, combination_type="cat")
+    peft_model.set_adapter(merged_name)
+    return peft_model
+
+
+# ---------------------------------------------------------------- widget
+
+def panel_numbers(members: dict[str, KnowledgeResult], chosen, weights, test,
+                  ms_per_question: dict[str, float], method: str = "average") -> dict:
+    """The panel's work: combine the chosen members' cached probabilities on the test items."""
+    if method not in COMBINERS:
+        raise EnsembleError(f"unknown method {method!r}; choose one of {list(COMBINERS)}")
+    chosen = list(chosen)
+    if not chosen:
+        raise EnsembleError("choose at least one member")
+    unknown = [n for n in chosen if n not in members]
+    if unknown:
+        raise EnsembleError(f"unknown members {unknown}; choose from {list(members)}")
+    on_test = {n: select(members[n], test) for n in chosen}
+    if len(chosen) == 1:
+        acc = on_test[chosen[0]].accuracy
+    else:
+        acc = COMBINERS[method](on_test, weights).accuracy
+    best = max(on_test, key=lambda n: on_test[n].accuracy)
+    return {"ensemble": acc, "best member": best, "best member score": on_test[best].accuracy,
+            "members": len(chosen), "ms / question": sum(ms_per_question[n] for n in chosen)}
+
+
+def plot_panel(members: dict[str, KnowledgeResult], numbers: dict, test, ax=None):
+    """Bars: every member's test accuracy and the chosen ensemble's, on one axis."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6.5, 3))[1]
+    names = list(members) + ["ensemble"]
+    values = [select(members[n], test).accuracy for n in members] + [numbers["ensemble"]]
+    bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(members))] + ["k"])
+    ax.bar_label(bars, fmt="%.2f")
+    ax.axhline(numbers["best member score"], ls="--", c="gray", lw=1, label="best chosen member")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("knowledge score (test half)")
+    ax.set_title(f"{numbers['members']} member(s), {numbers['ms / question']:.0f} ms / question",
+                 fontsize=9)
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def ensemble_panel(members: dict[str, KnowledgeResult], ms_per_question: dict[str, float], test):
+    """Tick members, set their weights, choose average or vote; redraws at once (no model calls)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    use = {n: w.Checkbox(value=True, description=n, indent=False) for n in members}
+    weight = {n: w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="weight",
+                               continuous_update=False) for n in members}
+    method = w.ToggleButtons(options=list(COMBINERS), value="average", description="combine")
+    out = w.Output()
+
+    def run(_=None):
+        out.clear_output(wait=True)
+        with out:
+            chosen = [n for n in members if use[n].value]
+            try:
+                numbers = panel_numbers(members, chosen, [weight[n].value for n in chosen], test,
+                                        ms_per_question, method.value)
+            except EnsembleError as err:
+                print(f"⚠ {err}")
+                return
+            print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
+                            for k, v in numbers.items()))
+            plot_panel(members, numbers, test)
+            plt.show()
+
+    for widget in [*use.values(), *weight.values(), method]:
+        widget.observe(run, names="value")
+    rows = [w.HBox([use[n], weight[n]]) for n in members]
+    panel = w.VBox([*rows, method, out])
+    panel.run = run  # lets a test or a cell redraw
+    display(panel)
+    run()
+    return panel
