@@ -1,4 +1,5 @@
-"""`python -m mclab doctor | prefetch`: check the set-up, get the models ready offline."""
+"""`python -m mclab doctor | prefetch | report`: check the set-up, get the models ready
+offline, run every method side by side."""
 
 from __future__ import annotations
 
@@ -71,10 +72,60 @@ def prefetch() -> int:
     return 0
 
 
+def report(args) -> int:
+    """Run the methods (resumable) and write comparison.json/.md and the plot; optionally
+    execute every notebook headless and record its time and memory (notebooks.json)."""
+    from pathlib import Path
+
+    from . import report as rep
+
+    try:
+        if args.one:  # the child process of one method
+            rep.run_one(args.one, Path(args.out))
+            return 0
+        names = args.only or None
+        if names:
+            for name in names:
+                rep.method(name)  # an unknown name fails before anything runs
+        out = Path(args.out) if args.out else rep.default_out()
+        result = rep.run_report(names, out, force=args.force)
+        print(f"{len(result['rows'])} rows in {out / 'comparison.md'}")
+        if args.notebooks:
+            return _measure_notebooks(out)
+    except rep.ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _measure_notebooks(out) -> int:
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tool = root / "tools" / "measure_notebooks.py"
+    notebooks = sorted(str(p) for p in (root / "solutions").glob("*.ipynb"))
+    cmd = [sys.executable, str(tool), *notebooks, "--out", str(Path(out) / "notebooks.json")]
+    if get_settings().quick:
+        cmd.append("--quick")
+    return subprocess.call(cmd)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mclab", description=__doc__)
-    parser.add_argument("command", choices=["doctor", "prefetch"])
+    parser.add_argument("command", choices=["doctor", "prefetch", "report"])
+    parser.add_argument("--only", nargs="+", metavar="METHOD",
+                        help="report: run only these methods (names as in the table)")
+    parser.add_argument("--force", action="store_true",
+                        help="report: rerun methods that already have a row")
+    parser.add_argument("--out", help="report: output folder (default reports/ in full "
+                        "mode, the runs folder in quick mode)")
+    parser.add_argument("--notebooks", action="store_true",
+                        help="report: also execute every notebook and record time and memory")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return report(args)
     return {"doctor": doctor, "prefetch": prefetch}[args.command]()
 
 

@@ -65,3 +65,34 @@ def plot_series(x, series: dict, xlabel: str, ylabel: str, title: str | None = N
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
+    """Quality against cost, one point per method: company knowledge and locality panels.
+
+    A method without a number for a panel's metric (e.g. RAG has no rewrite variant) is left
+    out of that panel. The cost axis is logarithmic (1 + seconds: untrained methods sit at 1).
+    """
+    panels = [("company_knowledge", "company knowledge (accuracy)"),
+              ("locality", "locality score")]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, (metric, label) in zip(axes, panels):
+        points = [r for r in rows if r.get(metric) is not None]
+        for i, r in enumerate(points):
+            x = 1 + (r.get(cost) or 0)
+            ax.scatter(x, r[metric], s=30 + (r.get("peak_memory_mb") or 0) / 15,
+                       color=f"C{i % 10}", alpha=0.8, edgecolor="k", lw=0.5)
+            ax.annotate(r["method"], (x, r[metric]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        base = next((r[metric] for r in rows if r["method"] == "base"), None)
+        if base is not None:
+            ax.axhline(base, ls=":", c="gray", lw=1, label="base model")
+        if metric in CHANCE:
+            ax.axhline(CHANCE[metric], ls="--", c="lightgray", lw=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"1 + {cost.replace('_', ' ')} (log scale)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Quality vs training cost (marker size: peak memory)", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -55,9 +55,12 @@ def measure(path: Path, timeout: int = 3600) -> dict:
                             resources={"metadata": {"path": str(path.parent)}})
     monitor = PeakRSS()
     start = time.perf_counter()
+    # client.execute() would start (and clean up) a kernel of its own inside this one,
+    # so run the cells one by one in the kernel we watch (nbclient's documented pattern).
     with client.setup_kernel():
         monitor.watch(client.km.provisioner.process.pid)
-        client.execute()
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
     seconds = time.perf_counter() - start
     monitor.stop()
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(monitor.peak / 2**20),

@@ -1,0 +1,114 @@
+"""Reading the comparison table: gains over the base, the best method within a budget, and
+the panel of notebook 08. Pure functions of the table that `mclab.report` writes."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+# metric -> higher is better?
+QUALITY = {"company_knowledge": True, "medical_perplexity": False, "locality": True}
+COSTS = ("train_seconds", "peak_memory_mb", "ms_per_answer", "storage_mb", "trainable_params")
+
+
+class ChoiceError(ValueError):
+    """A metric, cost or budget the table cannot answer."""
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in QUALITY:
+        raise ChoiceError(f"unknown metric {metric!r}; choose one of {', '.join(QUALITY)}")
+
+
+def gains_over_base(table: pd.DataFrame, metric: str) -> pd.Series:
+    """Each method's improvement over the base row (positive = better, whatever the metric's
+    direction); methods without a number for the metric are left out."""
+    _check_metric(metric)
+    if "base" not in table.index:
+        raise ChoiceError("the table has no 'base' row to compare with")
+    values = table[metric].dropna().astype(float)
+    gain = values - values["base"]
+    return (gain if QUALITY[metric] else -gain).drop("base")
+
+
+def best_within(table: pd.DataFrame, metric: str, budgets: dict | None = None) -> str | None:
+    """The method with the best `metric` among those within every `{cost: limit}` budget;
+    None if no method qualifies."""
+    _check_metric(metric)
+    budgets = budgets or {}
+    for cost, limit in budgets.items():
+        if cost not in COSTS:
+            raise ChoiceError(f"unknown cost {cost!r}; choose from {', '.join(COSTS)}")
+        if limit is None or (isinstance(limit, float) and math.isnan(limit)) or limit < 0:
+            raise ChoiceError(f"the budget for {cost} must be a number >= 0, got {limit!r}")
+    rows = table[table[metric].notna()]
+    for cost, limit in budgets.items():
+        rows = rows[rows[cost].astype(float) <= limit]
+    if rows.empty:
+        return None
+    values = rows[metric].astype(float)
+    return str(values.idxmax() if QUALITY[metric] else values.idxmin())
+
+
+def cheapest_gain(table: pd.DataFrame, metric: str, cost: str = "train_seconds",
+                  min_gain: float = 0.0) -> str | None:
+    """Among methods that beat the base on `metric` by more than `min_gain`, the one with
+    the lowest `cost` (`min_gain`: the eval's noise, so a one-question win does not count)."""
+    gains = gains_over_base(table, metric)
+    winners = gains[gains > min_gain].index
+    if not len(winners):
+        return None
+    return str(table.loc[winners, cost].astype(float).idxmin())
+
+
+def choice_panel(table: pd.DataFrame):
+    """Pick a metric and budgets; the panel names the best method and redraws the scatter."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    metric = w.Dropdown(options=list(QUALITY), value="company_knowledge", description="metric")
+    seconds = w.FloatLogSlider(value=float(table["train_seconds"].max()) + 1, base=10, min=0,
+                               max=math.log10(float(table["train_seconds"].max()) + 10),
+                               step=0.1, description="train s ≤", continuous_update=False)
+    memory = w.IntSlider(value=int(table["peak_memory_mb"].max()) + 1, min=500,
+                         max=int(table["peak_memory_mb"].max()) + 1, step=50,
+                         description="memory MB ≤", continuous_update=False)
+    latency = w.FloatLogSlider(value=float(table["ms_per_answer"].max()) + 1, base=10, min=1,
+                               max=math.log10(float(table["ms_per_answer"].max()) + 10),
+                               step=0.1, description="ms/answer ≤", continuous_update=False)
+    out = w.Output()
+
+    def run(_=None):
+        out.clear_output(wait=True)
+        budgets = {"train_seconds": seconds.value, "peak_memory_mb": memory.value,
+                   "ms_per_answer": latency.value}
+        with out:
+            best = best_within(table, metric.value, budgets)
+            rows = table[table[metric.value].notna()]
+            fits = ((rows["train_seconds"] <= seconds.value)
+                    & (rows["peak_memory_mb"] <= memory.value)
+                    & (rows["ms_per_answer"] <= latency.value))
+            fig, ax = plt.subplots(figsize=(7, 3.6))
+            x = 1 + rows["train_seconds"].astype(float)
+            ax.scatter(x[~fits], rows.loc[~fits, metric.value], c="lightgray", label="over budget")
+            ax.scatter(x[fits], rows.loc[fits, metric.value], c="C0", label="within budget")
+            if best is not None:
+                ax.scatter([1 + table.loc[best, "train_seconds"]], [table.loc[best, metric.value]],
+                           s=160, facecolors="none", edgecolors="C3", lw=2, label="best")
+            for name, xv, yv in zip(rows.index, x, rows[metric.value]):
+                ax.annotate(name, (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_xlabel("1 + training seconds (log)")
+            ax.set_ylabel(metric.value)
+            ax.legend(fontsize=8)
+            plt.show()
+            print(f"best within budget on {metric.value}: {best or 'none qualifies'}")
+
+    for knob in (metric, seconds, memory, latency):
+        knob.observe(run, names="value")
+    panel = w.VBox([w.HBox([metric, seconds]), w.HBox([memory, latency]), out])
+    display(panel)
+    run()
+    return panel

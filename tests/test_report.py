@@ -1,0 +1,156 @@
+"""The comparison report and the capstone's choosing functions, on synthetic rows.
+
+The real methods run in notebook 08 (the base row, live) and in `make report` (all of them).
+"""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mclab import report
+from mclab.choosing import ChoiceError, best_within, cheapest_gain, gains_over_base
+from mclab.config import get_settings
+
+
+def _row(name, company, ppl=None, loc=None, seconds=0.0, mem=1000.0, ms=100.0, probs=None):
+    probs = probs or [[0.7, 0.1, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]]
+    return {"method": name, "family": "x", "trained_on": "company", "company_knowledge": company,
+            "medical_perplexity": ppl, "locality": loc, "trainable_params": int(seconds * 1000),
+            "train_seconds": seconds, "peak_memory_mb": mem, "ms_per_answer": ms,
+            "storage_mb": 1.0, "company_probs": probs, "company_answers": [0, 1, 3],
+            "mode": get_settings().mode}
+
+
+@pytest.fixture
+def out(tmp_path):
+    rows = [_row("base", 0.2, 40.0, 0.05),
+            _row("RAG (hybrid, k=2)", 0.7, None, None, 0, 1900, 300,
+                 [[0.9, 0, 0, 0.1], [0.2, 0.7, 0, 0.1], [0.1, 0.1, 0.1, 0.7]]),
+            _row("full SFT", 0.4, 30.0, 0.02, 120, 1800, 90,
+                 [[0.6, 0.2, 0.1, 0.1], [0.5, 0.4, 0, 0.1], [0.2, 0.2, 0.2, 0.4]]),
+            _row("LoRA r=8", 0.3, 35.0, 0.10, 60, 1200, 95,
+                 [[0.4, 0.3, 0.2, 0.1], [0.3, 0.5, 0.1, 0.1], [0.3, 0.3, 0.2, 0.2]])]
+    for r in rows:
+        report._write_json(tmp_path / "rows" / f"{report.slug(r['method'])}.json", r)
+    return tmp_path
+
+
+def test_write_report_adds_the_ensemble_and_writes_every_file(out):
+    result = report.write_report(out)
+    names = [r["method"] for r in result["rows"]]
+    assert names[-1] == report.ENSEMBLE_NAME and len(names) == 5
+    ens = result["rows"][-1]
+    # averaged probabilities: item 0 -> 0, item 1 -> 1, item 2 -> option 3 (0.1+0.4+0.2)/3
+    assert ens["company_knowledge"] == pytest.approx(1.0)
+    assert ens["ms_per_answer"] == pytest.approx(300 + 90 + 95)
+    assert ens["peak_memory_mb"] == 1900 and ens["train_seconds"] == 180
+    saved = json.loads((out / "comparison.json").read_text())
+    assert set(saved["rows"][0]) == set(report.COLUMNS)
+    assert saved["company_items"] == 3
+    md = (out / "comparison.md").read_text()
+    assert md.count("\n| ") == 6 and "| - |" in md  # header + 5 rows; nulls shown as "-"
+    assert (out / "quality_vs_cost.png").stat().st_size > 10_000
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_a_row_from_the_other_mode_is_not_reused(out, monkeypatch):
+    assert report.load_row(out, "base") is not None
+    other = "full" if get_settings().quick else "quick"
+    path = out / "rows" / "base.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "mode": other}))
+    assert report.load_row(out, "base") is None
+
+
+def test_unknown_method_and_unwritable_folder_fail_before_any_work(tmp_path):
+    with pytest.raises(report.ReportError, match="unknown method 'lora'.*LoRA r=8"):
+        report.run_report(["lora"], tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(report.ReportError, match="cannot write the report"):
+        report.run_report(["base"], blocker / "sub")
+    assert report.method("lora-r-8").name == "LoRA r=8"
+
+
+def test_cli_names_a_bad_method(capsys):
+    from mclab.__main__ import main
+
+    assert main(["report", "--only", "nope"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+
+
+def test_load_report_without_a_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(report.ReportError, match="make report"):
+        report.load_report(tmp_path / "none.json")
+
+
+@pytest.fixture
+def table(out):
+    return report.frame(report.write_report(out))
+
+
+def test_gains_follow_each_metrics_direction(table):
+    ppl = gains_over_base(table, "medical_perplexity")
+    assert ppl["full SFT"] == pytest.approx(10.0) and "RAG (hybrid, k=2)" not in ppl
+    assert gains_over_base(table, "locality")["full SFT"] == pytest.approx(-0.03)
+    with pytest.raises(ChoiceError, match="unknown metric"):
+        gains_over_base(table, "accuracy")
+
+
+def test_best_within_budgets(table):
+    assert best_within(table, "company_knowledge") == report.ENSEMBLE_NAME
+    assert best_within(table, "company_knowledge", {"peak_memory_mb": 1850}) == "full SFT"
+    assert best_within(table, "company_knowledge", {"train_seconds": 0}) == "RAG (hybrid, k=2)"
+    assert best_within(table, "medical_perplexity", {"train_seconds": 60}) == "LoRA r=8"
+    assert best_within(table, "locality", {"peak_memory_mb": 10}) is None
+    with pytest.raises(ChoiceError, match="must be a number"):
+        best_within(table, "locality", {"train_seconds": -1})
+    with pytest.raises(ChoiceError, match="unknown cost"):
+        best_within(table, "locality", {"dollars": 3})
+
+
+def test_cheapest_gain(table):
+    assert cheapest_gain(table, "company_knowledge") == "RAG (hybrid, k=2)"
+    assert cheapest_gain(table, "locality") == "LoRA r=8"
+    # a win no larger than the eval's noise does not count
+    assert cheapest_gain(table, "locality", min_gain=0.06) is None
+    assert cheapest_gain(table, "company_knowledge", "peak_memory_mb") == "LoRA r=8"
+    assert cheapest_gain(table, "company_knowledge", "peak_memory_mb", min_gain=0.15) == "full SFT"
+
+
+def test_checks_accept_the_right_answers_and_explain_wrong_ones(table):
+    from mclab.checks import ExerciseFailed
+    from mclab.checks import choosing as checks
+
+    checks.check_cheapest_company("RAG (hybrid, k=2)", table)
+    with pytest.raises(ExerciseFailed, match="another winner costs less"):
+        checks.check_cheapest_company("full SFT", table)
+    with pytest.raises(ExerciseFailed, match="not more than the noise"):
+        checks.check_cheapest_company("LoRA r=8", table, margin=0.15)
+    gains = gains_over_base(table, "locality")
+    minutes = table.loc[gains.index, "train_seconds"] / 60
+    good = (gains[minutes > 0] / minutes[minutes > 0]).sort_values(ascending=False)
+    checks.check_gain_per_minute(good, table)
+    with pytest.raises(ExerciseFailed, match="per second"):
+        checks.check_gain_per_minute(good / 60, table)
+    checks.check_chooser(lambda t, m, b: best_within(t, m, b), table)
+
+    def always_max(t, metric, budgets):  # forgets that lower perplexity is better
+        rows = t[t[metric].notna()]
+        for cost, limit in budgets.items():
+            rows = rows[rows[cost] <= limit]
+        return None if rows.empty else rows[metric].idxmax()
+
+    with pytest.raises(ExerciseFailed, match="perplexity is better when lower"):
+        checks.check_chooser(always_max, table)
+
+
+def test_choice_panel_redraws_on_a_new_metric(table):
+    from mclab.choosing import choice_panel
+
+    panel = choice_panel(table)
+    metric = panel.children[0].children[0]
+    metric.value = "locality"  # runs the callback; no error means the redraw worked
+    assert metric.value == "locality"
