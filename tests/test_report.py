@@ -154,3 +154,19 @@ def test_choice_panel_redraws_on_a_new_metric(table):
     metric = panel.children[0].children[0]
     metric.value = "locality"  # runs the callback; no error means the redraw worked
     assert metric.value == "locality"
+
+
+def test_a_crashing_method_does_not_stop_the_others(tmp_path, monkeypatch):
+    def fake_child(name, out):
+        if name == "LoRA r=8":
+            return 1, 0.0  # crashed: no row written
+        report._write_json(out / "rows" / f"{report.slug(name)}.json", _row(name, 0.3, 40.0, 0.1))
+        return 0, 1234.0
+
+    monkeypatch.setattr(report, "_child", fake_child)
+    with pytest.raises(report.ReportError, match=r"failed: 'LoRA r=8' \(exit code 1\).*--only"):
+        report.run_report(["base", "LoRA r=8", "full SFT"], tmp_path, progress=False)
+    written = report.load_report(tmp_path / "comparison.json")
+    assert [r["method"] for r in written["rows"]] == ["base", "full SFT"]
+    assert written["rows"][0]["peak_memory_mb"] == 1234.0  # the parent's measurement wins
+    assert not list(tmp_path.rglob("*.tmp"))
