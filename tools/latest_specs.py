@@ -12,4 +12,5 @@ specs = [d for d in deps["project"]["dependencies"]
          if re.match(r"[A-Za-z0-9_.-]+", d).group(0).lower() in DRIFTERS]
 if len(specs) != len(DRIFTERS):
     sys.exit(f"pyproject.toml lacks one of {DRIFTERS}")
-print(" ".join(f"'{s}'" for s in specs))
+# one word per spec: the Makefile splits $(...) on spaces and passes the words to pip as they are
+print(" ".join(s.replace(" ", "") for s in specs))

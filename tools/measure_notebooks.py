@@ -1,7 +1,7 @@
 """Execute notebooks headless and record each one's wall time and kernel peak memory.
 
     python tools/measure_notebooks.py solutions/00_foundation_model.ipynb [...]
-        [--quick] [--out reports/notebooks.json]
+        [--quick] [--out reports/notebooks.json] [--executed runs/executed]
 
 Peak memory is the kernel process's largest resident set size, sampled every 0.1 s
 (with its child processes), so it is what a Binder session with 2 GB would see.
@@ -49,7 +49,7 @@ class PeakRSS:
         self._stop.set()
 
 
-def measure(path: Path, timeout: int = 3600) -> dict:
+def measure(path: Path, timeout: int = 3600, executed: Path | None = None) -> dict:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -63,6 +63,9 @@ def measure(path: Path, timeout: int = 3600) -> dict:
             client.execute_cell(cell, index)
     seconds = time.perf_counter() - start
     monitor.stop()
+    if executed is not None:  # the run with its outputs, to read the numbers it printed
+        executed.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, executed / path.name)
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(monitor.peak / 2**20),
             "mode": "quick" if os.environ.get("MCLAB_QUICK") == "1" else "full"}
 
@@ -72,24 +75,34 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--quick", action="store_true", help="set MCLAB_QUICK=1")
     parser.add_argument("--out", type=Path, default=Path("reports/notebooks.json"))
+    parser.add_argument("--executed", type=Path, default=None,
+                        help="also save each executed notebook (with outputs) in this folder")
     args = parser.parse_args(argv)
     if args.quick:
         os.environ["MCLAB_QUICK"] = "1"
     else:
         os.environ.pop("MCLAB_QUICK", None)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    failed = []
     for path in args.notebooks:
         print(f"running {path} ...", flush=True)
-        row = measure(path)
+        try:
+            row = measure(path, executed=args.executed)
+        except Exception as err:  # record it and go on: one broken notebook hides no others
+            row = {"error": f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"}
+            failed.append(path.name)
         row.update(machine=f"{platform.machine()}, {os.cpu_count()} cores",
                    date=time.strftime("%Y-%m-%d"))
         results[path.name] = row
-        print(f"  {row['seconds']} s, peak {row['peak_rss_mb']} MB", flush=True)
+        print(f"  {row.get('error') or str(row['seconds']) + ' s, peak ' + str(row['peak_rss_mb']) + ' MB'}",
+              flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
         os.replace(tmp, args.out)
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
