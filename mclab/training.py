@@ -80,6 +80,15 @@ def new_run_dir(name: str) -> Path:
     raise TrainingInputError(f"too many runs named {name!r} this second under {root}")
 
 
+def _checkpointing_arg(config_cls) -> str:
+    """transformers 5.x renamed `gradient_checkpointing` (a FutureWarning on every run)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else \
+        "gradient_checkpointing"
+
+
 def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
     """A trl/transformers config for this machine: fp32 on CPU, no checkpointing by default."""
     settings = get_settings()
@@ -94,7 +103,7 @@ def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
         weight_decay=cfg.weight_decay,
         optim=cfg.optimizer,
         lr_scheduler_type="linear",
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **{_checkpointing_arg(config_cls): cfg.gradient_checkpointing},
         bf16=bf16_available(),
         fp16=False,
         use_cpu=not on_gpu,

@@ -135,14 +135,17 @@ def _panel(page):
     return page.locator(".widget-vbox:has(> .widget-output):has(.widget-slider)").last
 
 
-# Notebook, and the button its panel needs after a knob moves (None: it re-runs by itself).
-CASES = {"00_foundation_model.ipynb": None, "01_prompt_based.ipynb": None,
-         "04_fine_tuning_sft.ipynb": "Train"}
+# Notebook: the button its panel needs after a knob moves (None: it re-runs by itself), and
+# a text the panel prints last when it is done (None: the kernel going idle is enough).
+CASES = {"00_foundation_model.ipynb": (None, None), "01_prompt_based.ipynb": (None, None),
+         "04_fine_tuning_sft.ipynb": ("Train", "last eval loss")}
 
 
 @pytest.mark.parametrize("notebook", sorted(os.environ.get(
     "MCLAB_E2E_NOTEBOOKS", "01_prompt_based.ipynb,04_fine_tuning_sft.ipynb").split(",")))
 def test_notebook_runs_and_widget_redraws(lab, browser, notebook):
+    from playwright.sync_api import expect
+
     base, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     stem = Path(notebook).stem
@@ -161,12 +164,16 @@ def test_notebook_runs_and_widget_redraws(lab, browser, notebook):
         handle = panel.locator(".widget-slider .noUi-handle").first
         handle.focus()
         handle.press("ArrowRight")
-        button = CASES.get(notebook)
+        button, done_text = CASES.get(notebook, (None, None))
         if button:
             panel.get_by_role("button", name=button, exact=True).click()
         _wait_kernel(base, token, timeout_s=900)
+        if done_text:  # the server says idle before the page has drawn the last output
+            expect(output).to_contain_text(done_text, timeout=60_000)
+            expect(output).not_to_contain_text("default run", timeout=5_000)
         page.wait_for_timeout(1000)  # the last output message reaches the page
         after = output.inner_html()
+        output.locator(":scope > *").last.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=False)
     except Exception:
         page.screenshot(path=str(ARTIFACTS / f"{stem}-failed.png"), full_page=False)
