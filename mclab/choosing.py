@@ -32,19 +32,24 @@ def gains_over_base(table: pd.DataFrame, metric: str) -> pd.Series:
     return (gain if QUALITY[metric] else -gain).drop("base")
 
 
-def best_within(table: pd.DataFrame, metric: str, budgets: dict | None = None) -> str | None:
-    """The method with the best `metric` among those within every `{cost: limit}` budget;
-    None if no method qualifies."""
-    _check_metric(metric)
-    budgets = budgets or {}
-    for cost, limit in budgets.items():
+def within_budgets(table: pd.DataFrame, budgets: dict | None = None) -> pd.Series:
+    """True for each method within every `{cost: limit}` budget (limits inclusive)."""
+    fits = pd.Series(True, index=table.index)
+    for cost, limit in (budgets or {}).items():
         if cost not in COSTS:
             raise ChoiceError(f"unknown cost {cost!r}; choose from {', '.join(COSTS)}")
         if limit is None or (isinstance(limit, float) and math.isnan(limit)) or limit < 0:
             raise ChoiceError(f"the budget for {cost} must be a number >= 0, got {limit!r}")
-    rows = table[table[metric].notna()]
-    for cost, limit in budgets.items():
-        rows = rows[rows[cost].astype(float) <= limit]
+        fits &= table[cost].astype(float) <= limit
+    return fits
+
+
+def best_within(table: pd.DataFrame, metric: str, budgets: dict | None = None) -> str | None:
+    """The method with the best `metric` among those within every `{cost: limit}` budget;
+    None if no method qualifies."""
+    _check_metric(metric)
+    fits = within_budgets(table, budgets)
+    rows = table[table[metric].notna() & fits]
     if rows.empty:
         return None
     values = rows[metric].astype(float)
@@ -87,9 +92,7 @@ def choice_panel(table: pd.DataFrame):
         with out:
             best = best_within(table, metric.value, budgets)
             rows = table[table[metric.value].notna()]
-            fits = ((rows["train_seconds"] <= seconds.value)
-                    & (rows["peak_memory_mb"] <= memory.value)
-                    & (rows["ms_per_answer"] <= latency.value))
+            fits = within_budgets(rows, budgets)
             fig, ax = plt.subplots(figsize=(7, 3.6))
             x = 1 + rows["train_seconds"].astype(float)
             ax.scatter(x[~fits], rows.loc[~fits, metric.value], c="lightgray", label="over budget")
