@@ -279,13 +279,15 @@ RL_LORA = dict(r=16, alpha=32, targets=("q_proj", "k_proj", "v_proj", "o_proj"))
 
 
 def _local_sft(ctx):  # 05, section 1: the SFT (LoRA) model that DPO and GRPO start from
-    from .peft_methods import lora_config
+    from .peft_methods import LORA_TARGETS, lora_config
     from .training import TrainConfig, train_sft
 
     model, tok = ctx.base()
-    cfg = TrainConfig(learning_rate=1e-3, max_steps=pick(4, 40), batch_size=2, max_length=128,
-                      run_name="report-rl-sft")
-    sft = train_sft(model, tok, _local_chats(ctx), cfg, peft_config=lora_config(**RL_LORA))
+    chats = _local_chats(ctx)
+    cfg = TrainConfig(learning_rate=2e-3, max_steps=0, epochs=1, batch_size=4, micro_batch=2,
+                      max_length=128, run_name="report-rl-sft")
+    sft = train_sft(model, tok, chats.select(range(pick(8, len(chats)))), cfg,
+                    peft_config=lora_config(16, 32, targets=LORA_TARGETS["all linear"]))
     return sft, sft.model.merge_and_unload(), tok
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .evaluation import lexicon_hits
-from .training import (TrainConfig, TrainingInputError, TrainResult, cpu_args, new_run_dir,
-                       run_trainer)
+from .training import (TrainConfig, TrainingInputError, TrainResult, cpu_args, micro_batch_args,
+                       new_run_dir, run_trainer)
 
 
 # ---------------------------------------------------------------- preference data (DPO)
@@ -67,13 +67,7 @@ def preference_dataset(rows, system: str | None = None):
 
 def _micro(cfg: TrainConfig, micro_batch: int | None) -> dict:
     """Trainer arguments that split each step's batch into micro-batches."""
-    if micro_batch is None or micro_batch >= cfg.batch_size:
-        return {}
-    if micro_batch < 1 or cfg.batch_size % micro_batch:
-        raise TrainingInputError(f"micro_batch {micro_batch} must divide batch_size "
-                                 f"{cfg.batch_size}")
-    return {"per_device_train_batch_size": micro_batch,
-            "gradient_accumulation_steps": cfg.batch_size // micro_batch}
+    return micro_batch_args(cfg.batch_size, cfg.micro_batch if micro_batch is None else micro_batch)
 
 
 def _check_beta(beta: float) -> None:

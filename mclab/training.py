@@ -33,7 +33,8 @@ class TrainConfig:
     learning_rate: float = 2e-4  # AdamW step size; full fine-tuning wants ~1e-5..5e-5
     max_steps: int = 30  # optimizer steps (wins over epochs when > 0)
     epochs: float = 1.0  # passes over the data when max_steps <= 0
-    batch_size: int = 8  # sequences per step
+    batch_size: int = 8  # sequences per optimizer step
+    micro_batch: int | None = None  # sequences per forward pass; gradients accumulate (less memory)
     max_length: int = 256  # tokens per sequence; longer ones are cut
     warmup_steps: int = 0  # linear warm-up steps
     weight_decay: float = 0.0
@@ -52,10 +53,30 @@ class TrainConfig:
                 "LoRA or 2e-5 for full fine-tuning")
         if self.max_steps <= 0 and not self.epochs > 0:
             raise TrainingInputError("set max_steps > 0 or epochs > 0")
+        if self.micro_batch is not None and (
+                self.micro_batch < 1 or self.batch_size % self.micro_batch):
+            raise TrainingInputError(
+                f"micro_batch must divide batch_size (got {self.micro_batch} and "
+                f"{self.batch_size}); e.g. batch_size=8, micro_batch=2 accumulates 4 passes")
         if self.batch_size < 1 or self.max_length < 8:
             raise TrainingInputError(
                 f"batch_size must be >= 1 and max_length >= 8 (got {self.batch_size}, "
                 f"{self.max_length})")
+
+    def fit_memory(self, memory_mb: int | None = None) -> "TrainConfig":
+        """This config, or where memory is short (`Settings.low_memory`, e.g. Binder's 2 GB)
+        a copy that sends 2 sequences at a time through the model and recomputes activations
+        in the backward pass: the same updates in about 2 GB, 2-2.5x slower (full-weight
+        training on a 2-core CPU, measured in notebook 03)."""
+        import dataclasses
+
+        from .config import LOW_MEMORY_MB
+
+        memory_mb = get_settings().memory_mb if memory_mb is None else memory_mb
+        if memory_mb >= LOW_MEMORY_MB:
+            return self
+        return dataclasses.replace(self, micro_batch=2 if self.batch_size % 2 == 0 else 1,
+                                   gradient_checkpointing=True)
 
 
 def bf16_available() -> bool:
@@ -89,6 +110,16 @@ def _checkpointing_arg(config_cls) -> str:
         "gradient_checkpointing"
 
 
+def micro_batch_args(batch_size: int, micro_batch: int | None) -> dict:
+    """Trainer arguments that split each step's `batch_size` into `micro_batch` passes."""
+    if micro_batch is None or micro_batch >= batch_size:
+        return {"per_device_train_batch_size": batch_size, "gradient_accumulation_steps": 1}
+    if micro_batch < 1 or batch_size % micro_batch:
+        raise TrainingInputError(f"micro_batch {micro_batch} must divide batch_size {batch_size}")
+    return {"per_device_train_batch_size": micro_batch,
+            "gradient_accumulation_steps": batch_size // micro_batch}
+
+
 def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
     """A trl/transformers config for this machine: fp32 on CPU, no checkpointing by default."""
     settings = get_settings()
@@ -98,7 +129,7 @@ def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
         learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
+        **micro_batch_args(cfg.batch_size, cfg.micro_batch),
         warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
         optim=cfg.optimizer,

@@ -49,3 +49,46 @@ def test_run_folders_never_collide(runs_dir):
 
     a, b = new_run_dir("same"), new_run_dir("same")
     assert a != b and a.is_dir() and b.is_dir()
+
+
+def test_micro_batches_give_the_same_update(runs_dir):
+    """Gradient accumulation (batch 4 as 2 passes of 2) changes memory, not the update."""
+    import torch
+
+    from mclab.models import load_model
+
+    deltas = []
+    for micro in (None, 2):
+        model, tok = load_model()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        cfg = TrainConfig(max_steps=1, batch_size=4, micro_batch=micro, learning_rate=1e-3,
+                          optimizer="sgd", run_name=f"micro-{micro}")
+        train_sft(model, tok, _tiny(), cfg)
+        deltas.append(torch.cat([(p.detach() - before[n]).flatten()
+                                 for n, p in model.named_parameters()]))
+    full, accumulated = deltas
+    assert full.abs().max() > 0
+    assert (full - accumulated).abs().max() < 1e-3 * full.abs().max()
+
+
+def test_fit_memory_picks_the_frugal_plan_only_when_memory_is_short():
+    cfg = TrainConfig(batch_size=8)
+    assert cfg.fit_memory(memory_mb=16000) is cfg
+    frugal = cfg.fit_memory(memory_mb=2048)
+    assert (frugal.micro_batch, frugal.gradient_checkpointing, frugal.batch_size) == (2, True, 8)
+    assert TrainConfig(batch_size=3).fit_memory(memory_mb=2048).micro_batch == 1
+
+
+def test_memory_budget_comes_from_the_environment(monkeypatch):
+    from mclab.config import get_settings
+
+    monkeypatch.setenv("MCLAB_MEMORY_MB", "2048")
+    assert get_settings().memory_mb == 2048 and get_settings().low_memory
+    monkeypatch.delenv("MCLAB_MEMORY_MB")
+    assert get_settings().memory_mb > 0
+
+
+def test_micro_batch_must_divide_the_batch(runs_dir):
+    with pytest.raises(TrainingInputError, match="micro_batch must divide"):
+        train_sft(None, None, _tiny(), TrainConfig(batch_size=8, micro_batch=3))
+    assert not runs_dir.exists()
