@@ -23,10 +23,24 @@ import psutil
 from nbclient import NotebookClient
 
 
+class Stalled(RuntimeError):
+    """The kernel sat idle while the client still waited for a cell (nbclient issue #312)."""
+
+
 class PeakRSS:
-    def __init__(self):
+    """Samples the kernel's memory; kills a kernel that has used no CPU for `stall_s` seconds.
+
+    nbclient sometimes never sees the end of a cell that shows ipywidgets
+    (jupyter/nbclient#312): the kernel is idle and the client waits forever. Every cell of
+    these notebooks computes, so a kernel with no CPU time for minutes is that hang; killing
+    it makes nbclient raise, and the notebook is run again.
+    """
+
+    def __init__(self, stall_s: float = 300):
         self.peak = 0
+        self.stalled = False
         self._pid = None
+        self._stall_s = stall_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -35,12 +49,19 @@ class PeakRSS:
         self._thread.start()
 
     def _run(self):
+        last_cpu, last_change = -1.0, time.monotonic()
         while not self._stop.is_set():
             try:
                 proc = psutil.Process(self._pid)
-                rss = proc.memory_info().rss + sum(
-                    c.memory_info().rss for c in proc.children(recursive=True))
-                self.peak = max(self.peak, rss)
+                family = [proc, *proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in family))
+                cpu = sum(sum(p.cpu_times()[:2]) for p in family)
+                if cpu - last_cpu > 0.5:  # an idle kernel still ticks a few ms
+                    last_cpu, last_change = cpu, time.monotonic()
+                elif time.monotonic() - last_change > self._stall_s:
+                    self.stalled = True
+                    proc.kill()
+                    return
             except psutil.Error:
                 pass
             time.sleep(0.1)
@@ -49,7 +70,19 @@ class PeakRSS:
         self._stop.set()
 
 
-def measure(path: Path, timeout: int = 3600, executed: Path | None = None) -> dict:
+def measure(path: Path, timeout: int = 3600, executed: Path | None = None,
+            tries: int = 2) -> dict:
+    """`measure_once`, run again when nbclient hung (see `PeakRSS`)."""
+    for attempt in range(1, tries + 1):
+        try:
+            return measure_once(path, timeout, executed)
+        except Stalled:
+            print(f"  kernel idle while nbclient waited (nbclient#312); try {attempt} of {tries}",
+                  flush=True)
+    raise Stalled(f"{path.name}: nbclient hung {tries} times")
+
+
+def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) -> dict:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -59,8 +92,13 @@ def measure(path: Path, timeout: int = 3600, executed: Path | None = None) -> di
     # so run the cells one by one in the kernel we watch (nbclient's documented pattern).
     with client.setup_kernel():
         monitor.watch(client.km.provisioner.process.pid)
-        for index, cell in enumerate(nb.cells):
-            client.execute_cell(cell, index)
+        try:
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+        except Exception:
+            if monitor.stalled:
+                raise Stalled(path.name) from None
+            raise
     seconds = time.perf_counter() - start
     monitor.stop()
     if executed is not None:  # the run with its outputs, to read the numbers it printed
