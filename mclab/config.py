@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOW_MEMORY_MB = 3500  # below this, full-weight training runs in its memory-saving plan
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -20,26 +19,6 @@ def _flag(name: str, default: bool = False) -> bool:
     if value == "":
         return default
     return value.strip().lower() not in {"0", "false", "no", "off"}
-
-
-def _memory_limit_mb() -> int:
-    """The memory this process may use: a container's cgroup limit (Binder: 2 GB) or the RAM."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
-            ram = _ram_mb()
-            return min(int(text) // 2**20, ram) if ram else int(text) // 2**20
-    return _ram_mb() or 4096
-
-
-def _ram_mb() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return 0
 
 
 def _default_cache() -> Path:
@@ -59,12 +38,6 @@ class Settings:
     runs_dir: Path  # MCLAB_RUNS: each training run writes a new folder here
     model_name: str | None  # MCLAB_MODEL: a hub id or local folder instead of SmolLM2-135M
     embedder_name: str | None  # MCLAB_EMBEDDER: same, for the sentence embedder
-    memory_mb: int  # MCLAB_MEMORY_MB: memory a session may use; default: cgroup limit or RAM
-
-    @property
-    def low_memory(self) -> bool:
-        """Under 3.5 GB (Binder, free Colab is more): full-weight training saves memory."""
-        return self.memory_mb < LOW_MEMORY_MB
 
     @property
     def mode(self) -> str:
@@ -87,7 +60,6 @@ def get_settings() -> Settings:
         runs_dir=Path(os.environ.get("MCLAB_RUNS") or REPO_ROOT / "runs").expanduser(),
         model_name=os.environ.get("MCLAB_MODEL") or None,
         embedder_name=os.environ.get("MCLAB_EMBEDDER") or None,
-        memory_mb=int(os.environ.get("MCLAB_MEMORY_MB") or _memory_limit_mb()),
     )
 
 

@@ -63,21 +63,6 @@ class TrainConfig:
                 f"batch_size must be >= 1 and max_length >= 8 (got {self.batch_size}, "
                 f"{self.max_length})")
 
-    def fit_memory(self, memory_mb: int | None = None) -> "TrainConfig":
-        """This config, or where memory is short (`Settings.low_memory`, e.g. Binder's 2 GB)
-        a copy that sends 2 sequences at a time through the model and recomputes activations
-        in the backward pass: the same updates in about 2 GB, 2-2.5x slower (full-weight
-        training on a 2-core CPU, measured in notebook 03)."""
-        import dataclasses
-
-        from .config import LOW_MEMORY_MB
-
-        memory_mb = get_settings().memory_mb if memory_mb is None else memory_mb
-        if memory_mb >= LOW_MEMORY_MB:
-            return self
-        return dataclasses.replace(self, micro_batch=2 if self.batch_size % 2 == 0 else 1,
-                                   gradient_checkpointing=True)
-
 
 def bf16_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -71,23 +71,6 @@ def test_micro_batches_give_the_same_update(runs_dir):
     assert (full - accumulated).abs().max() < 1e-3 * full.abs().max()
 
 
-def test_fit_memory_picks_the_frugal_plan_only_when_memory_is_short():
-    cfg = TrainConfig(batch_size=8)
-    assert cfg.fit_memory(memory_mb=16000) is cfg
-    frugal = cfg.fit_memory(memory_mb=2048)
-    assert (frugal.micro_batch, frugal.gradient_checkpointing, frugal.batch_size) == (2, True, 8)
-    assert TrainConfig(batch_size=3).fit_memory(memory_mb=2048).micro_batch == 1
-
-
-def test_memory_budget_comes_from_the_environment(monkeypatch):
-    from mclab.config import get_settings
-
-    monkeypatch.setenv("MCLAB_MEMORY_MB", "2048")
-    assert get_settings().memory_mb == 2048 and get_settings().low_memory
-    monkeypatch.delenv("MCLAB_MEMORY_MB")
-    assert get_settings().memory_mb > 0
-
-
 def test_micro_batch_must_divide_the_batch(runs_dir):
     with pytest.raises(TrainingInputError, match="micro_batch must divide"):
         train_sft(None, None, _tiny(), TrainConfig(batch_size=8, micro_batch=3))
