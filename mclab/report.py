@@ -114,15 +114,18 @@ def saved_mb(save: Callable[[Path], object]) -> float:
         return folder_size_mb(Path(tmp) / "artifact")
 
 
-def trained(ctx: Context, result, tokenizer, **score_kw) -> dict:
-    """Score a training result and record its costs."""
+def training_costs(result) -> dict:
+    """What a training result cost: trainable parameters, seconds, disk."""
     from .models import count_parameters
 
-    row = score(ctx, result.model, tokenizer, **score_kw)
-    row["trainable_params"] = count_parameters(result.model, trainable_only=True)
-    row["train_seconds"] = result.seconds
-    row["storage_mb"] = saved_mb(lambda p: result.model.save_pretrained(p))
-    return row
+    return {"trainable_params": count_parameters(result.model, trainable_only=True),
+            "train_seconds": result.seconds,
+            "storage_mb": saved_mb(lambda p: result.model.save_pretrained(p))}
+
+
+def trained(ctx: Context, result, tokenizer, **score_kw) -> dict:
+    """Score a training result and record its costs."""
+    return {**score(ctx, result.model, tokenizer, **score_kw), **training_costs(result)}
 
 
 # --------------------------------------------------------------------------- methods
@@ -282,7 +285,6 @@ RL_LORA = dict(r=16, alpha=32, targets=("q_proj", "k_proj", "v_proj", "o_proj"))
 
 
 def _local_sft(ctx):  # 05, section 1: the SFT (LoRA) model that DPO and GRPO start from
-    from .models import count_parameters
     from .peft_methods import LORA_TARGETS, lora_config
     from .training import TrainConfig, train_sft
 
@@ -292,17 +294,12 @@ def _local_sft(ctx):  # 05, section 1: the SFT (LoRA) model that DPO and GRPO st
                       max_length=128, run_name="report-rl-sft")
     sft = train_sft(model, tok, chats.select(range(pick(8, len(chats)))), cfg,
                     peft_config=lora_config(16, 32, targets=LORA_TARGETS["all linear"]))
-    sft.trainable = count_parameters(sft.model, trainable_only=True)
-    sft.storage_mb = saved_mb(lambda p: sft.model.save_pretrained(p))
-    return sft, sft.model.merge_and_unload(), tok
+    return training_costs(sft), sft.model.merge_and_unload(), tok
 
 
-def _after_sft(row: dict, sft) -> dict:
+def _after_sft(row: dict, sft_costs: dict) -> dict:
     """An RL row's cost includes the SFT adapter it starts from (trained and stored too)."""
-    row["train_seconds"] += sft.seconds
-    row["trainable_params"] += sft.trainable
-    row["storage_mb"] += sft.storage_mb
-    return row
+    return {**row, **{cost: row[cost] + value for cost, value in sft_costs.items()}}
 
 
 def run_dpo(ctx):  # 05, section 2: beta 0.1 on the preference pairs, after SFT
@@ -310,13 +307,13 @@ def run_dpo(ctx):  # 05, section 2: beta 0.1 on the preference pairs, after SFT
     from .peft_methods import lora_config
     from .training import TrainConfig
 
-    sft, sft_model, tok = _local_sft(ctx)
+    sft_costs, sft_model, tok = _local_sft(ctx)
     pairs = rl.preference_dataset(ctx.local["preferences"])
     train = pairs.select([i for i in range(len(pairs)) if i % 6 != 5])
     cfg = TrainConfig(learning_rate=2e-4, max_steps=pick(2, 12), batch_size=4, run_name="report-dpo")
     dpo = rl.train_dpo(sft_model, tok, train, cfg, beta=0.1,
                        peft_config=lora_config(**RL_LORA), micro_batch=1)
-    return _after_sft(trained(ctx, dpo, tok), sft)
+    return _after_sft(trained(ctx, dpo, tok), sft_costs)
 
 
 def run_grpo(ctx):  # 05, section 3: the style + meaning + brevity reward, after SFT
@@ -325,7 +322,7 @@ def run_grpo(ctx):  # 05, section 3: the style + meaning + brevity reward, after
     from .scorecard import local_prompt
     from .training import TrainConfig
 
-    sft, sft_model, tok = _local_sft(ctx)
+    sft_costs, sft_model, tok = _local_sft(ctx)
     funcs = rl.make_reward_funcs(ctx.sets["lexicon"], ctx.embedder)
     prompts = rl.rewrite_prompts(ctx.local["rewrites_train"], local_prompt)
     cfg = TrainConfig(learning_rate=2e-4, max_steps=pick(2, 10), batch_size=8,
@@ -333,7 +330,7 @@ def run_grpo(ctx):  # 05, section 3: the style + meaning + brevity reward, after
     grpo = rl.train_grpo(sft_model, tok, prompts, funcs, cfg, num_generations=4,
                          max_completion_length=32, reward_weights=rl.RewardWeights().as_list(),
                          peft_config=lora_config(**RL_LORA), micro_batch=2)
-    return _after_sft(trained(ctx, grpo, tok), sft)
+    return _after_sft(trained(ctx, grpo, tok), sft_costs)
 
 
 METHODS = [
