@@ -31,7 +31,7 @@ def out(tmp_path):
                  [[0.9, 0, 0, 0.1], [0.2, 0.7, 0, 0.1], [0.1, 0.1, 0.1, 0.7]]),
             _row("full SFT", 0.4, 30.0, 0.02, 120, 1800, 90,
                  [[0.6, 0.2, 0.1, 0.1], [0.5, 0.4, 0, 0.1], [0.2, 0.2, 0.2, 0.4]]),
-            _row("LoRA r=8", 0.3, 35.0, 0.10, 60, 1200, 95,
+            _row("LoRA r=16", 0.3, 35.0, 0.10, 60, 1200, 95,
                  [[0.4, 0.3, 0.2, 0.1], [0.3, 0.5, 0.1, 0.1], [0.3, 0.3, 0.2, 0.2]])]
     for r in rows:
         report._write_json(tmp_path / "rows" / f"{report.slug(r['method'])}.json", r)
@@ -65,13 +65,13 @@ def test_a_row_from_the_other_mode_is_not_reused(out, monkeypatch):
 
 
 def test_unknown_method_and_unwritable_folder_fail_before_any_work(tmp_path):
-    with pytest.raises(report.ReportError, match="unknown method 'lora'.*LoRA r=8"):
+    with pytest.raises(report.ReportError, match="unknown method 'lora'.*LoRA r=16"):
         report.run_report(["lora"], tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(report.ReportError, match="cannot write the report"):
         report.run_report(["base"], blocker / "sub")
-    assert report.method("lora-r-8").name == "LoRA r=8"
+    assert report.method("lora-r-16").name == "LoRA r=16"
 
 
 def test_cli_names_a_bad_method(capsys):
@@ -103,7 +103,7 @@ def test_best_within_budgets(table):
     assert best_within(table, "company_knowledge") == report.ENSEMBLE_NAME
     assert best_within(table, "company_knowledge", {"peak_memory_mb": 1850}) == "full SFT"
     assert best_within(table, "company_knowledge", {"train_seconds": 0}) == "RAG (hybrid, k=2)"
-    assert best_within(table, "medical_perplexity", {"train_seconds": 60}) == "LoRA r=8"
+    assert best_within(table, "medical_perplexity", {"train_seconds": 60}) == "LoRA r=16"
     assert best_within(table, "locality", {"peak_memory_mb": 10}) is None
     with pytest.raises(ChoiceError, match="must be a number"):
         best_within(table, "locality", {"train_seconds": -1})
@@ -113,10 +113,10 @@ def test_best_within_budgets(table):
 
 def test_cheapest_gain(table):
     assert cheapest_gain(table, "company_knowledge") == "RAG (hybrid, k=2)"
-    assert cheapest_gain(table, "locality") == "LoRA r=8"
+    assert cheapest_gain(table, "locality") == "LoRA r=16"
     # a win no larger than the eval's noise does not count
     assert cheapest_gain(table, "locality", min_gain=0.06) is None
-    assert cheapest_gain(table, "company_knowledge", "peak_memory_mb") == "LoRA r=8"
+    assert cheapest_gain(table, "company_knowledge", "peak_memory_mb") == "LoRA r=16"
     assert cheapest_gain(table, "company_knowledge", "peak_memory_mb", min_gain=0.15) == "full SFT"
 
 
@@ -128,7 +128,7 @@ def test_checks_accept_the_right_answers_and_explain_wrong_ones(table):
     with pytest.raises(ExerciseFailed, match="another winner costs less"):
         checks.check_cheapest_company("full SFT", table)
     with pytest.raises(ExerciseFailed, match="not more than the noise"):
-        checks.check_cheapest_company("LoRA r=8", table, margin=0.15)
+        checks.check_cheapest_company("LoRA r=16", table, margin=0.15)
     gains = gains_over_base(table, "locality")
     minutes = table.loc[gains.index, "train_seconds"] / 60
     good = (gains[minutes > 0] / minutes[minutes > 0]).sort_values(ascending=False)
@@ -158,14 +158,14 @@ def test_choice_panel_redraws_on_a_new_metric(table):
 
 def test_a_crashing_method_does_not_stop_the_others(tmp_path, monkeypatch):
     def fake_child(name, out):
-        if name == "LoRA r=8":
+        if name == "LoRA r=16":
             return 1, 0.0  # crashed: no row written
         report._write_json(out / "rows" / f"{report.slug(name)}.json", _row(name, 0.3, 40.0, 0.1))
         return 0, 1234.0
 
     monkeypatch.setattr(report, "_child", fake_child)
-    with pytest.raises(report.ReportError, match=r"failed: 'LoRA r=8' \(exit code 1\).*--only"):
-        report.run_report(["base", "LoRA r=8", "full SFT"], tmp_path, progress=False)
+    with pytest.raises(report.ReportError, match=r"failed: 'LoRA r=16' \(exit code 1\).*--only"):
+        report.run_report(["base", "LoRA r=16", "full SFT"], tmp_path, progress=False)
     written = report.load_report(tmp_path / "comparison.json")
     assert [r["method"] for r in written["rows"]] == ["base", "full SFT"]
     assert written["rows"][0]["peak_memory_mb"] == 1234.0  # the parent's measurement wins
