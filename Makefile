@@ -14,8 +14,9 @@ lab: setup  ## the course in JupyterLab
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup  ## unit tests + every notebook (notebooks/ and solutions/) in quick mode
-	MCLAB_QUICK=1 MCLAB_RUNS=$(CURDIR)/runs/test $(PY) -m pytest -p no:cacheprovider \
-		--nbval-lax --nbval-cell-timeout=1200 --ignore=tests/e2e tests notebooks solutions
+	MCLAB_QUICK=1 MCLAB_RUNS=$(CURDIR)/runs/test MCLAB_TEST_CLEAN_RUNS=1 $(PY) -m pytest \
+		-p no:cacheprovider --nbval-lax --nbval-cell-timeout=1200 --ignore=tests/e2e \
+		tests notebooks solutions
 
 E2E_NOTEBOOKS ?= 01_prompt_based.ipynb,04_fine_tuning_sft.ipynb
 e2e: setup  ## JupyterLab in headless Chromium: run notebooks, move a widget, screenshot

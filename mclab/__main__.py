@@ -1,5 +1,5 @@
-"""`python -m mclab doctor | prefetch | report`: check the set-up, get the models ready
-offline, run every method side by side."""
+"""`python -m mclab doctor | prefetch | report | runs`: check the set-up, get the models ready
+offline, run every method side by side, list (and prune) the run folders."""
 
 from __future__ import annotations
 
@@ -98,6 +98,30 @@ def report(args) -> int:
     return 0
 
 
+def runs(args) -> int:
+    """List the run folders with their sizes; with --keep N, delete all but the newest N of
+    each run name (--dry-run: only say what would go)."""
+    from .runs import free_bytes, list_runs, prune_runs
+
+    root = get_settings().runs_dir
+    if args.keep is not None:
+        if args.keep < 0:
+            print(f"error: --keep must be 0 or more, got {args.keep}", file=sys.stderr)
+            return 2
+        gone = prune_runs(args.keep, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        for run in gone:
+            print(f"{verb} {run.path.name} ({run.size_mb:,.1f} MB)")
+        print(f"{verb} {len(gone)} run folder(s), {sum(r.size_mb for r in gone):,.0f} MB")
+    folders = list_runs()
+    print(f"{len(folders)} run folder(s) under {root}, {sum(r.size_mb for r in folders):,.0f} MB; "
+          f"{free_bytes(root) / 1024**2:,.0f} MB free on that disk")
+    if args.keep is None:
+        for run in folders:
+            print(f"{run.size_mb:10,.1f} MB  {run.path.name}")
+    return 0
+
+
 def _measure_notebooks(out) -> int:
     import subprocess
     from pathlib import Path
@@ -113,7 +137,7 @@ def _measure_notebooks(out) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mclab", description=__doc__)
-    parser.add_argument("command", choices=["doctor", "prefetch", "report"])
+    parser.add_argument("command", choices=["doctor", "prefetch", "report", "runs"])
     parser.add_argument("--only", nargs="+", metavar="METHOD",
                         help="report: run only these methods (names as in the table)")
     parser.add_argument("--force", action="store_true",
@@ -122,10 +146,16 @@ def main(argv=None) -> int:
                         "mode, the runs folder in quick mode)")
     parser.add_argument("--notebooks", action="store_true",
                         help="report: also execute every notebook and record time and memory")
+    parser.add_argument("--keep", type=int, metavar="N",
+                        help="runs: delete all but the newest N runs of each run name")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="runs: with --keep, only list what would be deleted")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "report":
         return report(args)
+    if args.command == "runs":
+        return runs(args)
     return {"doctor": doctor, "prefetch": prefetch}[args.command]()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .measure import PeakMemory, folder_size_mb  # noqa: F401  (notebooks import them from here)
-from .training import TrainingInputError
+from .training import TrainingInputError, save_model
 
 LORA_TARGETS = {
     "attention (q, v)": ("q_proj", "v_proj"),
@@ -186,10 +186,9 @@ def enable_prefix_generation(peft_model):
 
 
 def save_adapter(peft_model, run_dir, name: str = "adapter") -> Path:
-    """Save only the trained adapter weights under the run folder; return the folder."""
-    folder = Path(run_dir) / name
-    peft_model.save_pretrained(folder)
-    return folder
+    """Save only the trained adapter weights under the run folder (atomically, after a disk
+    space check: `mclab.training.save_model`); return the folder."""
+    return save_model(peft_model, None, run_dir, name)
 
 
 # ---------------------------------------------------------------- the knobs, without training

@@ -14,7 +14,7 @@ import numpy as np
 
 from .evaluation import lexicon_hits
 from .training import (TrainConfig, TrainingInputError, TrainResult, cpu_args, micro_batch_args,
-                       new_run_dir, run_trainer)
+                       new_run_dir, run_trainer, save_model)
 
 
 # ---------------------------------------------------------------- preference data (DPO)
@@ -105,7 +105,7 @@ def train_dpo(model, tokenizer, dataset, cfg: TrainConfig | None = None, beta: f
                          processing_class=tokenizer, peft_config=peft_config)
     result = run_trainer(trainer, cfg, run_dir)
     result.model.eval()
-    result.model.save_pretrained(run_dir / "model")
+    save_model(result.model, None, run_dir)  # atomic, after a disk check
     return result
 
 
@@ -262,7 +262,7 @@ def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None 
                           peft_config=peft_config)
     result = run_trainer(trainer, cfg, run_dir)
     result.model.eval()
-    result.model.save_pretrained(run_dir / "model")
+    save_model(result.model, None, run_dir)  # atomic, after a disk check
     return result
 
 

@@ -20,6 +20,7 @@ import torch
 from transformers import TrainerCallback
 
 from .config import get_settings
+from .runs import DiskSpaceError, check_free_space, model_bytes
 
 
 class TrainingInputError(ValueError):
@@ -258,6 +259,8 @@ def train_sft(model, tokenizer, dataset, cfg: TrainConfig | None = None, peft_co
     check_sft_rows(dataset)
     if eval_dataset is not None:
         check_sft_rows(eval_dataset)
+    if peft_config is None:
+        warn_if_no_room_to_save(model)
     run_dir = new_run_dir(cfg.run_name)
     extra = {"max_length": cfg.max_length, "packing": False}
     if eval_dataset is not None:
@@ -279,16 +282,29 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
+def warn_if_no_room_to_save(model) -> None:
+    """Before a long run: warn if the runs folder's disk could not hold this model's save."""
+    import warnings
+
+    try:
+        check_free_space(get_settings().runs_dir, model_bytes(model), "saving this model")
+    except DiskSpaceError as err:
+        warnings.warn(f"{err} Training goes on; only saving would fail.", stacklevel=3)
+
+
 def save_model(model, tokenizer, run_dir: Path, name: str = "model") -> Path:
     """Write a trained model (or only its PEFT adapter) to `run_dir/name`, atomically.
 
-    Everything is written to a temporary folder beside the target, then moved into place
-    with one `os.replace`: a crash mid-save never leaves a half-written model behind.
+    The disk's free space is checked first (DiskSpaceError, nothing written). Everything is
+    written to a temporary folder beside the target, then moved into place with one
+    `os.replace`: a crash mid-save never leaves a half-written model behind.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TrainingInputError(f"run folder {run_dir} does not exist; use result.run_dir")
     target = run_dir / name
+    kind = "the adapter" if _is_peft(model) else "the model"
+    check_free_space(run_dir, model_bytes(model), f"saving {kind} to {target}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-saving-", dir=run_dir))
     try:
         model.save_pretrained(tmp)
