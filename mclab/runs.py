@@ -25,13 +25,14 @@ class DiskSpaceError(OSError):
 
 
 def model_bytes(model) -> int:
-    """Bytes `save_pretrained` writes: the adapter's weights for a peft model, else all weights.
-
-    `parameters()` yields tied weights (SmolLM2's embedding and LM head) once, as
-    safetensors stores them.
-    """
+    """Bytes `save_pretrained` writes: the adapters' weights for a peft model (peft's own
+    `get_peft_model_state_dict`, trainable or not), else all weights. `parameters()` yields
+    tied weights (SmolLM2's embedding and LM head) once, as safetensors stores them."""
     if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
-        return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        from peft import get_peft_model_state_dict
+
+        return sum(t.numel() * t.element_size() for name in model.peft_config
+                   for t in get_peft_model_state_dict(model, adapter_name=name).values())
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 

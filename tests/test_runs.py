@@ -34,6 +34,8 @@ def test_model_bytes_matches_what_save_pretrained_writes(tmp_path):
     peft_model.save_pretrained(tmp_path / "adapter")
     assert 0 <= _weights_bytes(tmp_path / "adapter") - runs.model_bytes(peft_model) < header
     assert runs.model_bytes(peft_model) < runs.model_bytes(model) / 10
+    peft_model.requires_grad_(False)  # a loaded, frozen adapter still has to be written
+    assert 0 <= _weights_bytes(tmp_path / "adapter") - runs.model_bytes(peft_model) < header
 
 
 def test_save_on_a_full_disk_fails_before_writing(runs_dir, monkeypatch):
