@@ -15,5 +15,8 @@ def pytest_runtest_teardown(item, nextitem):
         return
     runs = os.environ.get("MCLAB_RUNS")
     if runs:
-        for folder in Path(runs).glob("*"):
-            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink()
+        for entry in Path(runs).glob("*"):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
