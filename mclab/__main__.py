@@ -105,10 +105,11 @@ def runs(args) -> int:
 
     root = get_settings().runs_dir
     if args.keep is not None:
-        if args.keep < 0:
-            print(f"error: --keep must be 0 or more, got {args.keep}", file=sys.stderr)
+        try:
+            gone = prune_runs(args.keep, dry_run=args.dry_run)
+        except ValueError as err:  # a negative --keep
+            print(f"error: --{err}", file=sys.stderr)
             return 2
-        gone = prune_runs(args.keep, dry_run=args.dry_run)
         verb = "would delete" if args.dry_run else "deleted"
         for run in gone:
             print(f"{verb} {run.path.name} ({run.size_mb:,.1f} MB)")

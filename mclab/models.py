@@ -228,3 +228,8 @@ def load_embedder(name: str | None = None):
 
 def count_parameters(model, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def is_peft(model) -> bool:
+    """A peft wrapper (LoRA, prefix, ...) around a base model, told without importing peft."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import get_settings
+from .measure import folder_size_mb
+from .models import is_peft
 
 MB = 1024 * 1024
 _STAMP = re.compile(r"^\d{8}-\d{6}-")  # new_run_dir's "YYYYmmdd-HHMMSS-" prefix
@@ -28,7 +30,7 @@ def model_bytes(model) -> int:
     """Bytes `save_pretrained` writes: the adapters' weights for a peft model (peft's own
     `get_peft_model_state_dict`, trainable or not), else all weights. `parameters()` yields
     tied weights (SmolLM2's embedding and LM head) once, as safetensors stores them."""
-    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
+    if is_peft(model):
         from peft import get_peft_model_state_dict
 
         return sum(t.numel() * t.element_size() for name in model.peft_config
@@ -64,10 +66,6 @@ class RunFolder:
     size_mb: float
 
 
-def _size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / MB
-
-
 def _run_name(folder: Path) -> str:
     config = folder / "train_config.json"
     if config.is_file():
@@ -84,7 +82,7 @@ def list_runs(root: Path | None = None) -> list[RunFolder]:
     if not root.is_dir():
         return []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and _STAMP.match(p.name))
-    return [RunFolder(p, _run_name(p), _size_mb(p)) for p in folders]
+    return [RunFolder(p, _run_name(p), folder_size_mb(p)) for p in folders]
 
 
 def prune_runs(keep: int, root: Path | None = None, dry_run: bool = False) -> list[RunFolder]:

@@ -20,6 +20,7 @@ import torch
 from transformers import TrainerCallback
 
 from .config import get_settings
+from .models import is_peft
 from .runs import DiskSpaceError, check_free_space, model_bytes
 
 
@@ -278,10 +279,6 @@ def train_sft(model, tokenizer, dataset, cfg: TrainConfig | None = None, peft_co
     return result
 
 
-def _is_peft(model) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
-
-
 def warn_if_no_room_to_save(model) -> None:
     """Before a long run: warn if the runs folder's disk could not hold this model's save."""
     import warnings
@@ -303,14 +300,14 @@ def save_model(model, tokenizer, run_dir: Path, name: str = "model") -> Path:
     if not run_dir.is_dir():
         raise TrainingInputError(f"run folder {run_dir} does not exist; use result.run_dir")
     target = run_dir / name
-    kind = "the adapter" if _is_peft(model) else "the model"
+    kind = "the adapter" if is_peft(model) else "the model"
     check_free_space(run_dir, model_bytes(model), f"saving {kind} to {target}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-saving-", dir=run_dir))
     try:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        meta = {"kind": "peft-adapter" if _is_peft(model) else "full-model",
+        meta = {"kind": "peft-adapter" if is_peft(model) else "full-model",
                 "saved": datetime.now().isoformat(timespec="seconds")}
         (tmp / "mclab-saved.json").write_text(_json(meta))
         if target.exists():

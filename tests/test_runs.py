@@ -92,3 +92,4 @@ def test_runs_command_lists_and_prunes(runs_dir, capsys):
     assert "deleted 1 run folder(s)" in capsys.readouterr().out
     assert [r.path for r in runs.list_runs()] == [newest]
     assert main(["runs", "--keep", "-1"]) == 2
+    assert "error: --keep must be >= 0, got -1" in capsys.readouterr().err
