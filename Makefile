@@ -13,10 +13,12 @@ export TOKENIZERS_PARALLELISM := false
 lab: setup  ## the course in JupyterLab
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: setup  ## unit tests + every notebook (notebooks/ and solutions/) in quick mode
+# Each course notebook runs once, with its student copy's exercise tail in the same kernel
+# (conftest.py says why that covers the student copy).
+test: setup  ## unit tests + every notebook (solutions/ and notebooks/) in quick mode
 	MCLAB_QUICK=1 MCLAB_RUNS=$(CURDIR)/runs/test MCLAB_TEST_CLEAN_RUNS=1 $(PY) -m pytest \
-		-p no:cacheprovider --nbval-lax --nbval-cell-timeout=1200 --ignore=tests/e2e \
-		tests notebooks solutions
+		-p no:cacheprovider --course-notebooks --nbval-cell-timeout=1200 --ignore=tests/e2e \
+		--durations=15 tests solutions
 
 E2E_NOTEBOOKS ?= 01_prompt_based.ipynb,04_fine_tuning_sft.ipynb
 e2e: setup  ## JupyterLab in headless Chromium: run notebooks, move a widget, screenshot

@@ -1,11 +1,73 @@
-"""`make test` runs every notebook twice (notebooks/ and solutions/); each full-weight run
-saves a ~520 MB model, about 7 GB in all. With MCLAB_TEST_CLEAN_RUNS=1 (set by `make test`)
-each notebook's run folders are deleted once its last cell has run, so the suite needs
-about 2 GB of free disk (notebook 03's four models) instead."""
+"""How `make test` executes the notebooks: each course notebook once, its student copy's tail
+in the same kernel.
+
+A student notebook is its solution with every exercise region replaced by a stub
+(tools/make_student.py; tests/test_notebooks.py checks that notebooks/ is up to date). Its
+cells before the first exercise are the solution's, character for character, so executing
+them twice proves nothing new. `pytest solutions` (with `--course-notebooks`) collects one
+nbval notebook per course notebook whose cells run, in one kernel:
+
+1. the solution's code cells before the first cell that differs in the student copy;
+2. the student copy's cells from there on (`student Cell N`): stubs and every later cell, on
+   exactly the state a student has at that point, so a stub that breaks a later cell fails;
+3. the solution's cells from there on: every exercise solved, and its check must pass.
+
+Each notebook costs one execution plus its exercise tail instead of two executions.
+
+`make test` also deletes each notebook's run folders once its last cell has run
+(MCLAB_TEST_CLEAN_RUNS=1): every full-weight run saves a ~520 MB model.
+"""
 
 import os
 import shutil
+import sys
+from collections import defaultdict
 from pathlib import Path
+
+import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+from make_student import student_tail_start  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--course-notebooks", action="store_true",
+                     help="execute solutions/*.ipynb with their student copies' tails (nbval)")
+
+
+def _code_cells(path: Path) -> list:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def pytest_collect_file(file_path, parent):
+    config = parent.config
+    if (not config.getoption("--course-notebooks") or file_path.suffix != ".ipynb"
+            or file_path.parent.name != "solutions"):
+        return None
+    return _course_notebook_class().from_parent(parent, path=file_path)
+
+
+def _course_notebook_class():
+    from nbval.plugin import IPyNbCell, IPyNbFile
+
+    class CourseNotebook(IPyNbFile):
+    XX
+
+        def collect(self):
+            self.nb = nbformat.read(str(self.fspath), as_version=4)
+            solution = _code_cells(Path(self.fspath))
+            student_path = Path(self.fspath).parent.parent / "notebooks" / Path(self.fspath).name
+            student = _code_cells(student_path)
+            start = student_tail_start([c.source for c in solution], [c.source for c in student])
+            plan = ([("Cell", i, c) for i, c in enumerate(solution[:start])]
+                    + [("student Cell", start + i, c) for i, c in enumerate(student[start:])]
+                    + [("Cell", start + i, c) for i, c in enumerate(solution[start:])])
+            for number, (label, index, cell) in enumerate(plan):
+                options = defaultdict(bool, check=False)  # outputs not compared (as --nbval-lax)
+                yield IPyNbCell.from_parent(self, name=f"{label} {index}", cell_num=number,
+                                            cell=cell, options=options)
+
+    return CourseNotebook
 
 
 def pytest_runtest_teardown(item, nextitem):

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import get_settings
+
 Messages = list[dict]
+# Quick mode (tests, CI) proves that every cell runs; it does not produce numbers. Decoding is
+# most of a quick run's time, so there answers stop after this many new tokens.
+QUICK_MAX_NEW_TOKENS = 16
 
 
 class ContextWindowError(ValueError):
@@ -61,9 +66,12 @@ def generate(model, tokenizer, prompts: list, system: str | None = None,
 
     Greedy when `temperature` is 0; otherwise sampling, seeded by `seed` so the same call
     gives the same text twice. With `details=True`, `Generation` records with token counts.
+    In quick mode at most `QUICK_MAX_NEW_TOKENS` are generated.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if get_settings().quick:
+        max_new_tokens = min(max_new_tokens, QUICK_MAX_NEW_TOKENS)
     if isinstance(prompts, str):
         prompts = [prompts]
     texts = [format_chat(tokenizer, p, system) for p in prompts]

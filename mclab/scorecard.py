@@ -13,8 +13,9 @@ from .data import load_scenario, subset
 from .evaluation import knowledge_score, locality_score, perplexity
 from .generation import generate
 
-# held-out items scored in quick mode (full mode: all of them)
-EVAL_SIZES = {"company": 16, "medical_mc": 12, "prose": 6, "local": 12}
+# held-out items scored in quick mode (full mode: all of them): enough for every cell to run
+# and every statistic to be defined, not enough for a number to mean anything
+EVAL_SIZES = {"company": 8, "medical_mc": 4, "prose": 2, "local": 4}
 
 LOCAL_INSTRUCTION = (
     "Rewrite this sentence in casual Australian English, the way a local would say it. "

@@ -77,23 +77,19 @@ def _tiny():
     return Dataset.from_list(rows * 2)
 
 
-def test_lean_loss_equals_trls_loss(runs_dir):
+def test_lean_loss_equals_trls_loss(runs_dir, load_tiny):
     """The lean path computes the same first-step loss as trl's own fused loss."""
-    from mclab.models import load_model
-
     first = []
     for lean in (True, False):
-        model, tok = load_model()
+        model, tok = load_tiny()
         cfg = TrainConfig(learning_rate=1e-5, max_steps=1, batch_size=4, lean_loss=lean,
                           run_name="lean" if lean else "trl")
         first.append(train_sft(model, tok, _tiny(), cfg).losses[0])
     assert first[0] == pytest.approx(first[1], rel=1e-3)
 
 
-def test_eval_loss_is_logged(runs_dir):
-    from mclab.models import load_model
-
-    model, tok = load_model()
+def test_eval_loss_is_logged(runs_dir, load_tiny):
+    model, tok = load_tiny()
     cfg = TrainConfig(learning_rate=1e-4, max_steps=2, batch_size=2, eval_steps=1,
                       optimizer="adafactor", run_name="eval")
     result = train_sft(model, tok, _tiny(), cfg, eval_dataset=_tiny().select(range(2)))

@@ -65,3 +65,65 @@ def test_stub_replaces_only_the_solution():
     assert stub_source(source, "code") == "x = None\n# YOUR CODE HERE\ncheck(x)"
     with pytest.raises(ValueError, match="unbalanced"):
         stub_source("### BEGIN SOLUTION\nx = 1", "code")
+
+
+def test_student_tail_starts_at_the_first_difference():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_student import student_tail_start
+
+    assert student_tail_start(["a", "b", "c"], ["a", "B", "c"]) == 1
+    assert student_tail_start(["a", "b"], ["a", "b"]) == 2
+    with pytest.raises(ValueError, match="make_student"):
+        student_tail_start(["a", "b"], ["a"])
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_student_tail_holds_every_exercise(path):
+    """`make test` runs only the student copy's tail: it must start at or before the first
+    exercise, and everything before it is the solution's own code."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_student import student_tail_start
+
+    solution = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    student = [c.source for c in nbformat.read(ROOT / "notebooks" / path.name, as_version=4).cells
+               if c.cell_type == "code"]
+    start = student_tail_start(solution, student)
+    exercises = [i for i, source in enumerate(solution) if "### BEGIN SOLUTION" in source]
+    assert exercises and start == exercises[0]
+
+
+NOTEBOOK = """{{"cells": [{cells}], "metadata": {{"kernelspec": {{"name": "python3",
+ "display_name": "Python 3", "language": "python"}}}}, "nbformat": 4, "nbformat_minor": 4}}"""
+
+
+def _notebook(*sources):
+    import json
+
+    cells = ", ".join(json.dumps({"cell_type": "code", "metadata": {}, "outputs": [],
+                                  "execution_count": None, "source": s}) for s in sources)
+    return NOTEBOOK.format(cells=cells)
+
+
+def test_a_stub_that_breaks_a_later_cell_fails_make_test(tmp_path):
+    """The collector runs the student tail for real: a later cell that needs the solved
+    answer fails as `student Cell N`, and the solution itself passes."""
+    import shutil
+
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "make_student.py", tmp_path / "tools" / "make_student.py")
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    first, later = "x = 1", "print(answer + 1)"
+    solved = "answer = None\n### BEGIN SOLUTION\nanswer = 41\n### END SOLUTION"
+    stub = "answer = None\n# YOUR CODE HERE"
+    (tmp_path / "solutions" / "nb.ipynb").write_text(_notebook(first, solved, later))
+    (tmp_path / "notebooks" / "nb.ipynb").write_text(_notebook(first, stub, later))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v",
+                             "--course-notebooks", "solutions"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert re.search(r"student Cell 2 FAILED", out), out
+    assert re.search(r"::Cell 0 PASSED", out) and re.search(r"::Cell 2 PASSED", out), out
+    assert "student Cell 0" not in out  # the shared prefix runs once

@@ -67,12 +67,10 @@ def test_bad_input_fails_before_training(runs_dir):
     assert not runs_dir.exists()
 
 
-def test_a_short_cpt_run_lowers_the_loss(runs_dir):
-    from mclab.models import load_model
-
-    model, tok = load_model()
+def test_a_short_cpt_run_lowers_the_loss(runs_dir, load_tiny):
+    model, tok = load_tiny()
     texts = ["The Zorblax lesion is a violet plaque on the Quenmar fold of the left elbow."] * 4
-    result = train_cpt(model, tok, texts, TrainConfig(learning_rate=3e-4, max_steps=4,
+    result = train_cpt(model, tok, texts, TrainConfig(learning_rate=1e-2, max_steps=4,
                                                       batch_size=2, max_length=32,
                                                       optimizer="adafactor", run_name="cpt"))
     assert len(result.losses) == 4 and result.losses[-1] < result.losses[0]

@@ -11,11 +11,9 @@ ITEMS = [{"question": "What is the Zorblax code?", "options": ["7731", "1234", "
           "answer": 0}]
 
 
-def _train_once():
-    from mclab.models import load_model
-
+def _train_once(load):
     set_seed(0)
-    model, tok = load_model()
+    model, tok = load()
     data = Dataset.from_list([chat_example("What is the Zorblax code?", "It is 7731."),
                               chat_example("Name the Zorblax code.", "The code is 7731."),
                               chat_example("Who runs Vexmoor?", "Ida Quill runs Vexmoor.")] * 3)
@@ -27,9 +25,10 @@ def _train_once():
     return result.losses, score.probs[0].tolist(), sample, result.run_dir
 
 
-def test_one_quick_training_twice_gives_the_same_numbers(runs_dir):
-    losses_a, probs_a, sample_a, dir_a = _train_once()
-    losses_b, probs_b, sample_b, dir_b = _train_once()
+def test_one_quick_training_twice_gives_the_same_numbers(runs_dir, load_tiny):
+    """Determinism is a property of the code path: the tiny random model shows it in 1 s."""
+    losses_a, probs_a, sample_a, dir_a = _train_once(load_tiny)
+    losses_b, probs_b, sample_b, dir_b = _train_once(load_tiny)
     assert losses_a == losses_b
     assert probs_a == probs_b
     assert sample_a == sample_b

@@ -68,12 +68,12 @@ def test_rewards_and_advantages(embedder):
     assert rl.dpo_loss([5.0], 0.5) < rl.dpo_loss([-5.0], 0.5)
 
 
-def test_dpo_learns_the_preference_and_saves_its_adapter(model_and_tokenizer, runs_dir):
+def test_dpo_learns_the_preference_and_saves_its_adapter(load_tiny, runs_dir):
     from peft import PeftModel
 
     from mclab.peft_methods import detach_adapter
 
-    model, tok = model_and_tokenizer
+    model, tok = load_tiny()
     data = rl.preference_dataset(PAIRS)
     result = rl.train_dpo(model, tok, data, TrainConfig(learning_rate=5e-3, max_steps=3,
                                                         batch_size=2, run_name="t-dpo"),

@@ -11,14 +11,12 @@ def _tiny():
                               chat_example("Who runs Vexmoor?", "Vexmoor is run by Ida Quill.")] * 4)
 
 
-def test_training_lowers_the_loss(runs_dir):
-    from mclab.models import load_model
-
-    model, tok = load_model()
-    result = train_sft(model, tok, _tiny(), TrainConfig(max_steps=6, batch_size=4,
-                                                        learning_rate=5e-4, run_name="tiny"))
+def test_training_lowers_the_loss(runs_dir, load_tiny):
+    model, tok = load_tiny()
+    result = train_sft(model, tok, _tiny(), TrainConfig(max_steps=8, batch_size=4,
+                                                        learning_rate=2e-2, run_name="tiny"))
     losses = result.losses
-    assert len(losses) == 6
+    assert len(losses) == 8
     assert losses[-1] < losses[0] / 2
     assert result.tokens > 0 and result.run_dir.is_dir()
     assert (result.run_dir / "train_config.json").is_file()
@@ -51,15 +49,13 @@ def test_run_folders_never_collide(runs_dir):
     assert a != b and a.is_dir() and b.is_dir()
 
 
-def test_micro_batches_give_the_same_update(runs_dir):
+def test_micro_batches_give_the_same_update(runs_dir, load_tiny):
     """Gradient accumulation (batch 4 as 2 passes of 2) changes memory, not the update."""
     import torch
 
-    from mclab.models import load_model
-
     deltas = []
     for micro in (None, 2):
-        model, tok = load_model()
+        model, tok = load_tiny()
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         cfg = TrainConfig(max_steps=1, batch_size=4, micro_batch=micro, learning_rate=1e-3,
                           optimizer="sgd", run_name=f"micro-{micro}")

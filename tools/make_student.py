@@ -44,6 +44,21 @@ def student_version(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def student_tail_start(solution: list[str], student: list[str]) -> int:
+    """Index of the first code cell where a student copy differs from its solution.
+
+    Every cell before it is the solution's own, so `make test` runs those once for both
+    (conftest.py); from here on it runs the student's cells, then the solution's.
+    """
+    if len(solution) != len(student):
+        raise ValueError(f"the student copy has {len(student)} code cells, the solution "
+                         f"{len(solution)}; run `python tools/make_student.py`")
+    for index, (a, b) in enumerate(zip(solution, student)):
+        if a != b:
+            return index
+    return len(solution)
+
+
 def render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 

@@ -87,6 +87,7 @@ def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     monitor = PeakRSS()
+    cells = []
     start = time.perf_counter()
     # client.execute() would start (and clean up) a kernel of its own inside this one,
     # so run the cells one by one in the kernel we watch (nbclient's documented pattern).
@@ -94,7 +95,10 @@ def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) 
         monitor.watch(client.km.provisioner.process.pid)
         try:
             for index, cell in enumerate(nb.cells):
+                cell_start = time.perf_counter()
                 client.execute_cell(cell, index)
+                if cell.cell_type == "code":
+                    cells.append((index, round(time.perf_counter() - cell_start, 1)))
         except Exception:
             if monitor.stalled:
                 raise Stalled(path.name) from None
@@ -104,7 +108,9 @@ def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) 
     if executed is not None:  # the run with its outputs, to read the numbers it printed
         executed.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, executed / path.name)
+    slowest = sorted(cells, key=lambda c: -c[1])[:5]
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(monitor.peak / 2**20),
+            "slowest_cells": {f"cell {i}": s for i, s in slowest},
             "mode": "quick" if os.environ.get("MCLAB_QUICK") == "1" else "full"}
 
 
