@@ -51,7 +51,7 @@ def _course_notebook_class():
     from nbval.plugin import IPyNbCell, IPyNbFile
 
     class CourseNotebook(IPyNbFile):
-            """nbval's notebook collector, over the cell sequence described above.
+        """nbval's notebook collector, over the cell sequence described above.
 
         Written for nbval 0.11: it overrides `IPyNbFile.collect` (which sets `self.nb`) and
         builds `IPyNbCell`s as nbval does; nbval runs them in its one kernel per file.
