@@ -16,6 +16,10 @@ Each notebook costs one execution plus its exercise tail instead of two executio
 
 `make test` also deletes each notebook's run folders once its last cell has run
 (MCLAB_TEST_CLEAN_RUNS=1): every full-weight run saves a ~520 MB model.
+
+`make test` runs two pytest-xdist workers, whole files to each (`--dist loadfile`, so a
+notebook's cells share one kernel), with one torch thread each: measured on 2 cores,
+notebooks 00 and 04 took 88 s side by side against 106 s one after the other with 2 threads.
 """
 
 import os
@@ -28,6 +32,14 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
 from make_student import student_tail_start  # noqa: E402
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs 2 workers), each worker gets its own runs folder:
+    a notebook's clean-up below must never delete the runs of the one beside it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get("MCLAB_RUNS"):
+        os.environ["MCLAB_RUNS"] = str(Path(os.environ["MCLAB_RUNS"]) / worker)
 
 
 def pytest_addoption(parser):
