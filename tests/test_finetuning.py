@@ -1,6 +1,5 @@
 """SFT data, the memory plan and its measurement, saving and loading, the lean loss."""
 
-import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -60,14 +59,19 @@ def test_memory_plan(model_and_tokenizer):
 
 
 def test_peak_memory_sees_a_temporary_allocation():
+    import mmap
+
     with PeakMemory() as mem:
-        block = np.ones(40 * 2**20 // 8 * 8, dtype=np.uint8)  # 40 MB, touched
-        block[::4096] = 2
+        # fresh anonymous pages, every one touched: malloc could hand back pages this process
+        # already holds (it did, in a pytest-xdist worker), an mmap cannot
+        block = mmap.mmap(-1, 40 * 2**20)
+        for offset in range(0, len(block), mmap.PAGESIZE):
+            block[offset] = 1
         import time
         deadline = time.time() + 5  # the sampler is a thread: give it time on a busy machine
         while mem.peak_mb - mem.start_mb <= 30 and time.time() < deadline:
             time.sleep(0.05)
-        del block
+        block.close()
     assert mem.peak_mb - mem.start_mb > 30
 
 
