@@ -15,11 +15,12 @@ lab: setup  ## the course in JupyterLab
 
 # Each course notebook runs once, with its student copy's exercise tail in the same kernel
 # (conftest.py says why that covers the student copy).
-# Workers with one torch thread each: on 2 cores, 2 of them beat one with 2 threads (conftest.py).
+# On 2 cores, 2 workers with one torch thread each beat one worker with 2 threads (conftest.py).
 TEST_WORKERS ?= 2
+TEST_THREADS := $(if $(filter 1,$(TEST_WORKERS)),2,1)
 test: setup  ## unit tests + every notebook (solutions/ and notebooks/) in quick mode
 	MCLAB_QUICK=1 MCLAB_RUNS=$(CURDIR)/runs/test MCLAB_TEST_CLEAN_RUNS=1 \
-	MCLAB_THREADS=1 OMP_NUM_THREADS=1 \
+	MCLAB_THREADS=$(TEST_THREADS) OMP_NUM_THREADS=$(TEST_THREADS) \
 	$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
 		--course-notebooks --nbval-cell-timeout=1200 --ignore=tests/e2e \
 		--durations=15 tests solutions

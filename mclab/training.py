@@ -232,6 +232,11 @@ def _lean_sft_trainer_class():
     class LeanSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs["use_cache"] = False
+            if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+                # With micro-batches the Trainer then skips its 1/accumulation scaling: the
+                # loss must be summed over the step's tokens and divided by their count, as
+                # transformers' own compute_loss does by passing the count to the model.
+                inputs["num_items_in_batch"] = num_items_in_batch
             outputs = model(**inputs)  # labels inside: the model's own shifted cross-entropy
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 

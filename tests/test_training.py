@@ -49,7 +49,8 @@ def test_run_folders_never_collide(runs_dir):
     assert a != b and a.is_dir() and b.is_dir()
 
 
-def test_micro_batches_give_the_same_update(runs_dir, load_tiny):
+@pytest.mark.parametrize("lean_loss", [False, True], ids=["trl loss", "lean loss"])
+def test_micro_batches_give_the_same_update(runs_dir, load_tiny, lean_loss):
     """Gradient accumulation (batch 4 as 2 passes of 2) changes memory, not the update."""
     import torch
 
@@ -58,7 +59,7 @@ def test_micro_batches_give_the_same_update(runs_dir, load_tiny):
         model, tok = load_tiny()
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         cfg = TrainConfig(max_steps=1, batch_size=4, micro_batch=micro, learning_rate=1e-3,
-                          optimizer="sgd", run_name=f"micro-{micro}")
+                          optimizer="sgd", lean_loss=lean_loss, run_name=f"micro-{micro}")
         train_sft(model, tok, _tiny(), cfg)
         deltas.append(torch.cat([(p.detach() - before[n]).flatten()
                                  for n, p in model.named_parameters()]))

@@ -170,9 +170,12 @@ def test_notebook_runs_and_widget_redraws(lab, browser, notebook):
         button, done_text = CASES.get(notebook, (None, None))
         if button:
             panel.get_by_role("button", name=button, exact=True).click()
-        if done_text:  # wait on what the panel says, however long this machine takes
+        # wait on what the panel says, however long this machine takes
+        if done_text:
             expect(output).to_contain_text(done_text, timeout=RUN_TIMEOUT_S * 1000)
             expect(output).not_to_contain_text("default run", timeout=5_000)
+        else:
+            _wait_changed(page, output, before, RUN_TIMEOUT_S)
         _wait_kernel(base, token, timeout_s=RUN_TIMEOUT_S)
         page.wait_for_timeout(1000)  # the last output message reaches the page
         after = output.inner_html()
@@ -188,6 +191,15 @@ def test_notebook_runs_and_widget_redraws(lab, browser, notebook):
     if "<img" in before:  # a panel that draws: the plot is redrawn, not only the text
         assert _images(before) != _images(after), "the plot did not change"
     assert (ARTIFACTS / f"{stem}.png").stat().st_size > 10_000
+
+
+def _wait_changed(page, output, before: str, timeout_s: int) -> None:
+    """Wait until the panel's output differs from `before` (its redraw has begun)."""
+    deadline = time.time() + timeout_s
+    while output.inner_html() == before:
+        if time.time() > deadline:
+            pytest.fail(f"the panel did not redraw within {timeout_s} s")
+        page.wait_for_timeout(500)
 
 
 def _images(html: str) -> list[str]:
