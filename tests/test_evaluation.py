@@ -84,3 +84,16 @@ def test_overlong_prompt_is_a_clear_error(model_and_tokenizer):
     model, tok = model_and_tokenizer
     with pytest.raises(ContextWindowError, match="context window"):
         generate(model, tok, ["word " * 9000], max_new_tokens=4)
+
+
+def test_quick_mode_caps_generated_tokens_and_full_mode_does_not(load_tiny, monkeypatch):
+    """Quick mode's answers stop at QUICK_MAX_NEW_TOKENS; full mode generates what is asked.
+    (The tiny random model never says end-of-turn, so every answer runs to its limit.)"""
+    from mclab.generation import QUICK_MAX_NEW_TOKENS
+
+    model, tok = load_tiny()
+    monkeypatch.setenv("MCLAB_QUICK", "1")
+    quick = generate(model, tok, ["Say hi."], max_new_tokens=40, details=True)[0]
+    monkeypatch.delenv("MCLAB_QUICK")
+    full = generate(model, tok, ["Say hi."], max_new_tokens=40, details=True)[0]
+    assert quick.new_tokens == QUICK_MAX_NEW_TOKENS < 40 == full.new_tokens
