@@ -4,7 +4,9 @@
         [--quick] [--out reports/notebooks.json] [--executed runs/executed]
 
 Peak memory is the kernel process's largest resident set size, sampled every 0.1 s
-(with its child processes), so it is what a Binder session with 2 GB would see.
+(with its child processes), so it is what a Binder session with 2 GB would see. Each row
+also names the notebook's five slowest code cells (index among all cells, seconds): where
+to look first when a notebook is over its budget.
 Results are merged into the output JSON by notebook name, so runs can be split.
 """
 
