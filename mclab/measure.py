@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
+
+
+def maxrss_mb(usage) -> float:
+    """`ru_maxrss` of a `resource`/`os.wait4` usage in MB: Linux counts KB, macOS bytes."""
+    return usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def rss_mb() -> float:

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .config import get_settings, pick
-from .measure import folder_size_mb
+from .measure import folder_size_mb, maxrss_mb
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
@@ -414,7 +414,7 @@ def _child(name: str, out: Path) -> tuple[int, float]:
     proc.stdout.close()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024  # Linux reports KB
+    return proc.returncode, maxrss_mb(usage)
 
 
 def load_row(out: Path, name: str) -> dict | None:

@@ -93,3 +93,15 @@ def test_runs_command_lists_and_prunes(runs_dir, capsys):
     assert [r.path for r in runs.list_runs()] == [newest]
     assert main(["runs", "--keep", "-1"]) == 2
     assert "error: --keep must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_maxrss_is_read_in_each_systems_unit(monkeypatch):
+    """`ru_maxrss` is kilobytes on Linux and bytes on macOS: 512 MB either way."""
+    from types import SimpleNamespace
+
+    from mclab.measure import maxrss_mb
+
+    monkeypatch.setattr("sys.platform", "linux")
+    assert maxrss_mb(SimpleNamespace(ru_maxrss=512 * 1024)) == 512
+    monkeypatch.setattr("sys.platform", "darwin")
+    assert maxrss_mb(SimpleNamespace(ru_maxrss=512 * 2**20)) == 512
