@@ -47,8 +47,8 @@ def pytest_addoption(parser):
                      help="execute solutions/*.ipynb with their student copies' tails (nbval)")
 
 
-def _code_cells(path: Path) -> list:
-    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+def _code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
 
 
 def pytest_collect_file(file_path, parent):
@@ -71,9 +71,9 @@ def _course_notebook_class():
 
         def collect(self):
             self.nb = nbformat.read(str(self.fspath), as_version=4)
-            solution = _code_cells(Path(self.fspath))
+            solution = _code_cells(self.nb)
             student_path = Path(self.fspath).parent.parent / "notebooks" / Path(self.fspath).name
-            student = _code_cells(student_path)
+            student = _code_cells(nbformat.read(student_path, as_version=4))
             start = student_tail_start([c.source for c in solution], [c.source for c in student])
             plan = ([("Cell", i, c) for i, c in enumerate(solution[:start])]
                     + [("student Cell", start + i, c) for i, c in enumerate(student[start:])]

@@ -14,6 +14,11 @@ Messages = list[dict]
 QUICK_MAX_NEW_TOKENS = 16
 
 
+def new_token_budget(max_new_tokens: int) -> int:
+    """`max_new_tokens`, capped at `QUICK_MAX_NEW_TOKENS` in quick mode (full mode: as asked)."""
+    return min(max_new_tokens, QUICK_MAX_NEW_TOKENS) if get_settings().quick else max_new_tokens
+
+
 class ContextWindowError(ValueError):
     """A prompt does not fit the model's context window."""
 
@@ -70,8 +75,7 @@ def generate(model, tokenizer, prompts: list, system: str | None = None,
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if get_settings().quick:
-        max_new_tokens = min(max_new_tokens, QUICK_MAX_NEW_TOKENS)
+    max_new_tokens = new_token_budget(max_new_tokens)
     if isinstance(prompts, str):
         prompts = [prompts]
     texts = [format_chat(tokenizer, p, system) for p in prompts]

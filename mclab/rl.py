@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import get_settings
 from .evaluation import lexicon_hits
-from .generation import QUICK_MAX_NEW_TOKENS
+from .generation import new_token_budget
 from .training import (TrainConfig, TrainingInputError, TrainResult, cpu_args, micro_batch_args,
                        new_run_dir, run_trainer, save_model)
 
@@ -254,8 +253,7 @@ def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None 
                                  f"{len(reward_funcs)} reward functions")
     if beta < 0:
         raise TrainingInputError(f"beta (the KL weight) must be >= 0, got {beta}")
-    if get_settings().quick:  # quick mode proves the path runs; sampling is its cost
-        max_completion_length = min(max_completion_length, QUICK_MAX_NEW_TOKENS)
+    max_completion_length = new_token_budget(max_completion_length)
     run_dir = new_run_dir(cfg.run_name)
     args = cpu_args(GRPOConfig, cfg, run_dir, num_generations=num_generations,
                     max_completion_length=max_completion_length, reward_weights=reward_weights,

@@ -32,9 +32,12 @@ def test_committed_without_outputs(path):
             assert not cell.outputs and cell.execution_count is None, path
 
 
+def _code_sources(path):
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
 def _exercise_cells(path):
-    nb = nbformat.read(path, as_version=4)
-    return [c.source for c in nb.cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
+    return [source for source in _code_sources(path) if "### BEGIN SOLUTION" in source]
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
@@ -79,15 +82,13 @@ def test_student_tail_starts_at_the_first_difference():
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
 def test_student_tail_holds_every_exercise(path):
-    """`make test` runs only the student copy's tail: it must start at or before the first
+    """`make test` runs only the student copy's tail: it must start exactly at the first
     exercise, and everything before it is the solution's own code."""
     sys.path.insert(0, str(ROOT / "tools"))
     from make_student import student_tail_start
 
-    solution = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-    student = [c.source for c in nbformat.read(ROOT / "notebooks" / path.name, as_version=4).cells
-               if c.cell_type == "code"]
-    start = student_tail_start(solution, student)
+    solution = _code_sources(path)
+    start = student_tail_start(solution, _code_sources(ROOT / "notebooks" / path.name))
     exercises = [i for i, source in enumerate(solution) if "### BEGIN SOLUTION" in source]
     assert exercises and start == exercises[0]
 
