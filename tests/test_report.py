@@ -12,6 +12,7 @@ import pytest
 
 from mclab import report
 from mclab.choosing import ChoiceError, best_within, cheapest_gain, gains_over_base
+from mclab.files import write_json_atomic
 from mclab.config import get_settings
 
 
@@ -34,7 +35,7 @@ def out(tmp_path):
             _row("LoRA r=16", 0.3, 35.0, 0.10, 60, 1200, 95,
                  [[0.4, 0.3, 0.2, 0.1], [0.3, 0.5, 0.1, 0.1], [0.3, 0.3, 0.2, 0.2]])]
     for r in rows:
-        report._write_json(tmp_path / "rows" / f"{report.slug(r['method'])}.json", r)
+        write_json_atomic(tmp_path / "rows" / f"{report.slug(r['method'])}.json", r)
     return tmp_path
 
 
@@ -160,7 +161,7 @@ def test_a_crashing_method_does_not_stop_the_others(tmp_path, monkeypatch):
     def fake_child(name, out):
         if name == "LoRA r=16":
             return 1, 0.0  # crashed: no row written
-        report._write_json(out / "rows" / f"{report.slug(name)}.json", _row(name, 0.3, 40.0, 0.1))
+        write_json_atomic(out / "rows" / f"{report.slug(name)}.json", _row(name, 0.3, 40.0, 0.1))
         return 0, 1234.0
 
     monkeypatch.setattr(report, "_child", fake_child)
