@@ -112,6 +112,39 @@ def _score_batch(model, tokenizer, prompts, options, normalize):
     return results
 
 
+@torch.no_grad()
+def answer_logprobs(model, tokenizer, prompts: list, answers: list[str],
+                    system: str | None = None, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probability of each whole answer (and its end of turn) after its chat prompt.
+
+    Returns (summed log-probabilities, answer token counts), one per prompt. This is the
+    one answer scorer behind a held-out completion loss, DPO's log-ratios and the like;
+    multiple choice (`option_logprobs`) is its batched special case that shares the prompt.
+    """
+    if len(prompts) != len(answers) or not prompts:
+        raise ValueError(f"need as many answers as prompts, and at least one (got "
+                         f"{len(prompts)} prompts, {len(answers)} answers)")
+    sums, counts = [], []
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(prompts), batch_size):
+        heads = [tokenizer(format_chat(tokenizer, p, system), add_special_tokens=False)["input_ids"]
+                 for p in prompts[start:start + batch_size]]
+        tails = [tokenizer(a + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+                 for a in answers[start:start + batch_size]]
+        seqs = [h + t for h, t in zip(heads, tails)]
+        width = max(map(len, seqs))
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        logits = logits[:, -width:]  # prompt-learning methods prepend virtual tokens
+        logp = torch.log_softmax(logits[:, :-1].float(), -1)
+        for row, (head, tail) in enumerate(zip(heads, tails)):
+            pos = torch.arange(len(head) - 1, len(head) + len(tail) - 1)
+            sums.append(float(logp[row, pos, torch.tensor(tail)].sum()))
+            counts.append(len(tail))
+    return np.array(sums), np.array(counts)
+
+
 @dataclass
 class KnowledgeResult:
     accuracy: float

@@ -50,6 +50,15 @@ def style_examples(rows) -> list[dict]:
     return [chat_example(local_prompt(r["neutral"]), r["local"]) for r in rows]
 
 
+def style_split(local: dict, n_val: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, validation rows) of the local rewrites: `n_val` evenly spaced rows
+    validate (06 chooses its settings on them); the held-out eval set is never touched."""
+    rows = list(local["rewrites_train"])
+    val = rows[::max(1, len(rows) // 30)][:n_val]
+    val_ids = {r["id"] for r in val}
+    return [r for r in rows if r["id"] not in val_ids], val
+
+
 def sft_data(name: str, company: dict | None = None, local: dict | None = None,
              n_train: int | None = None, n_val: int | None = None, train_on=(0, 1)):
     """(train, validation) `datasets.Dataset`s of chats for "company" or "local".

@@ -29,7 +29,7 @@ def to_messages(prompt: str | Messages, system: str | None = None) -> Messages:
         messages = [{"role": "user", "content": prompt}]
     else:
         messages = list(prompt)
-    if system is not None and (not messages or messages[0]["role"] != "system"):
+    if system and (not messages or messages[0]["role"] != "system"):
         messages = [{"role": "system", "content": system}, *messages]
     return messages
 

@@ -84,38 +84,16 @@ def prefix_parameter_count(model, num_virtual_tokens: int) -> int:
 
 # ---------------------------------------------------------------- scoring and costs
 
-@torch.no_grad()
 def completion_loss(model, tokenizer, prompts: list[str], answers: list[str],
                     system: str | None = None, batch_size: int = 8) -> float:
     """Mean cross-entropy of the reference answers given their chat prompts (lower is better).
 
     A cheap held-out score (one forward pass per batch, no generation) for sweeps.
     """
-    from .generation import format_chat
+    from .evaluation import answer_logprobs
 
-    if len(prompts) != len(answers) or not prompts:
-        raise ValueError("need as many answers as prompts, and at least one")
-    total, count = 0.0, 0
-    for start in range(0, len(prompts), batch_size):
-        ids, labels = [], []
-        for p, a in zip(prompts[start:start + batch_size], answers[start:start + batch_size]):
-            head = tokenizer(format_chat(tokenizer, p, system), add_special_tokens=False)["input_ids"]
-            tail = tokenizer(a + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-            ids.append(head + tail)
-            labels.append([-100] * len(head) + tail)
-        width = max(map(len, ids))
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in ids])
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids])
-        target = torch.tensor([s + [-100] * (width - len(s)) for s in labels])
-        logits = model(input_ids=input_ids, attention_mask=mask).logits
-        logits = logits[:, -width:]  # prompt-learning methods prepend virtual tokens
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), target[:, 1:].reshape(-1),
-            ignore_index=-100, reduction="sum")
-        total += loss.item()
-        count += int((target[:, 1:] != -100).sum())
-    return total / count
+    sums, counts = answer_logprobs(model, tokenizer, prompts, answers, system, batch_size)
+    return float(-sums.sum() / counts.sum())
 
 
 # ---------------------------------------------------------------- prefix tuning, generation
@@ -265,7 +243,7 @@ def train_adapter(model, tokenizer, dataset, cfg, peft_config, val_prompts, val_
 
     For prefix tuning, `init_text` starts the prefix at that text's keys and values
     (`init_prefix_from_text`) instead of at random. Returns (TrainResult, row) where row has trainable parameters, seconds, peak memory,
-    adapter size and the validation loss; the adapter is saved under the run folder.
+    adapter size and the validation loss; the adapter is saved in the run folder (`model`).
     """
     from .models import count_parameters
     from .training import train_sft
@@ -279,7 +257,7 @@ def train_adapter(model, tokenizer, dataset, cfg, peft_config, val_prompts, val_
             init_prefix_from_text(model, tokenizer, init_text)
             peft_config = None
         result = train_sft(model, tokenizer, dataset, cfg, peft_config=peft_config)
-    folder = save_adapter(result.model, result.run_dir)
+    folder = result.run_dir / "model"  # the training core saves adapters there
     row = {"method": label or type(peft_config).__name__,
            "trainable": count_parameters(result.model, trainable_only=True),
            "seconds": result.seconds, "peak_mb": mem.peak_mb,

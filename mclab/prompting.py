@@ -10,14 +10,12 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .evaluation import KNOWLEDGE_SYSTEM, knowledge_prompt, knowledge_score, lexicon_hits
-from .evaluation import locality_score
-from .generation import ContextWindowError, check_fits, format_chat, generate
-from .scorecard import local_prompt
+from .generation import ContextWindowError, check_fits, format_chat
+from .scorecard import VariantResult, local_prompt, run_local  # noqa: F401 (notebooks)
 
 STRATEGIES = ("random", "similar")
 
@@ -110,24 +108,6 @@ def few_shot_messages(prompt: str, examples: list[tuple[str, str]]) -> list[dict
 
 # ---------------------------------------------------------------------------- local rewrites
 
-@dataclass
-class VariantResult:
-    """One prompt variant's score and its cost."""
-
-    name: str
-    score: float
-    style_rate: float | None
-    prompt_tokens: float  # mean tokens the model reads per answer
-    ms_per_answer: float
-    outputs: list = field(default_factory=list, repr=False)
-
-    def row(self) -> dict:
-        return {"variant": self.name, "score": round(self.score, 3),
-                "style rate": None if self.style_rate is None else round(self.style_rate, 3),
-                "prompt tokens": round(self.prompt_tokens, 1),
-                "ms / answer": round(self.ms_per_answer)}
-
-
 def local_few_shot_prompts(sentences, pool_rows, selector: ExampleSelector | None, shots: int,
                            strategy: str = "similar", seed: int = 0, engineered: bool = False,
                            hint_phrases=()) -> list:
@@ -139,21 +119,6 @@ def local_few_shot_prompts(sentences, pool_rows, selector: ExampleSelector | Non
     return [few_shot_messages(make(s), [(make(pool_rows[i]["neutral"]), pool_rows[i]["local"])
                                         for i in ids])
             for s, ids in zip(sentences, chosen)]
-
-
-def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts, system=None,
-              name: str = "", temperature: float = 0.0, seed: int = 0,
-              max_new_tokens: int = 40, batch_size: int = 17) -> VariantResult:
-    """Generate the rewrites for ready prompts and score them; timing covers generation only."""
-    start = time.perf_counter()
-    gens = generate(model, tokenizer, prompts, system=system, max_new_tokens=max_new_tokens,
-                    temperature=temperature, seed=seed if temperature > 0 else None,
-                    batch_size=batch_size, details=True)
-    ms = 1000 * (time.perf_counter() - start) / len(prompts)
-    outputs = [g.text for g in gens]
-    loc = locality_score(outputs, list(eval_rows["local"]), lexicon, embedder)
-    return VariantResult(name, loc.score, loc.style_rate,
-                         float(np.mean([g.prompt_tokens for g in gens])), ms, outputs)
 
 
 def run_few_shot_local(model, tokenizer, embedder, eval_rows, pool_rows, lexicon, shots: int,
@@ -222,6 +187,14 @@ def qa_examples_context(examples: list[tuple[str, str]]) -> str:
         f"Q: {q}\nA: {a}" for q, a in examples)
 
 
+def few_shot_contexts(selector: ExampleSelector, qa_rows, questions, shots: int,
+                      strategy: str = "similar", seed: int = 0) -> list[str]:
+    """For each question, `shots` training Q/A pairs (random or most similar) as a context."""
+    chosen = selector.select(list(questions), shots, strategy, seed)
+    return [qa_examples_context([(qa_rows[i]["question"], qa_rows[i]["answer"]) for i in ids])
+            for ids in chosen]
+
+
 def run_few_shot_knowledge(model, tokenizer, items, qa_rows, selector: ExampleSelector,
                            shots: int, strategy: str, seed: int = 0,
                            system=KNOWLEDGE_SYSTEM) -> VariantResult:
@@ -229,9 +202,8 @@ def run_few_shot_knowledge(model, tokenizer, items, qa_rows, selector: ExampleSe
     items = list(items)
     if shots == 0:
         return run_knowledge(model, tokenizer, items, None, system, "0-shot")
-    chosen = selector.select([it["question"] for it in items], shots, strategy, seed)
-    contexts = [qa_examples_context([(qa_rows[i]["question"], qa_rows[i]["answer"])
-                                     for i in ids]) for ids in chosen]
+    contexts = few_shot_contexts(selector, qa_rows, [it["question"] for it in items], shots,
+                                 strategy, seed)
     return run_knowledge(model, tokenizer, items, contexts, system, f"{shots}-shot {strategy}")
 
 

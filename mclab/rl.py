@@ -1,6 +1,6 @@
 """Fine-tuning from feedback signals: DPO on preference pairs, GRPO on a written reward.
 
-Both go through the shared CPU path of `mclab.training` (`cpu_args`, `run_trainer`), with a
+Both go through the shared training core `mclab.training.fit`, with a
 LoRA adapter by default: with peft the reference model of DPO is the same network with
 the adapter switched off, so no second copy of the model is kept in memory.
 """
@@ -12,19 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluation import lexicon_hits
-from .generation import new_token_budget
-from .training import (TrainConfig, TrainingInputError, TrainResult, cpu_args, micro_batch_args,
-                       new_run_dir, run_trainer, save_model)
+from .evaluation import answer_logprobs, lexicon_hits
+from .generation import new_token_budget, to_messages
+from .training import TrainConfig, TrainingInputError, TrainResult, fit
 
 
 # ---------------------------------------------------------------- preference data (DPO)
 
 def preference_example(prompt: str, chosen: str, rejected: str, system: str | None = None) -> dict:
     """One preference pair in trl's conversational form."""
-    messages = ([{"role": "system", "content": system}] if system else []) + \
-        [{"role": "user", "content": prompt}]
-    return {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
+    return {"prompt": to_messages(prompt, system),
+            "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}]}
 
 
@@ -66,9 +64,12 @@ def preference_dataset(rows, system: str | None = None):
     return dataset
 
 
-def _micro(cfg: TrainConfig, micro_batch: int | None) -> dict:
-    """Trainer arguments that split each step's batch into micro-batches."""
-    return micro_batch_args(cfg.batch_size, cfg.micro_batch if micro_batch is None else micro_batch)
+def preference_split(rows, heldout_every: int = 6, system: str | None = None):
+    """(training pairs, held-out pairs): every `heldout_every`-th pair is held out."""
+    pairs = preference_dataset(rows, system)
+    held = set(range(heldout_every - 1, len(pairs), heldout_every))
+    return (pairs.select([i for i in range(len(pairs)) if i not in held]),
+            pairs.select(sorted(held)))
 
 
 def _check_beta(beta: float) -> None:
@@ -79,13 +80,12 @@ def _check_beta(beta: float) -> None:
 
 
 def train_dpo(model, tokenizer, dataset, cfg: TrainConfig | None = None, beta: float = 0.1,
-              peft_config=None, eval_dataset=None, max_length: int = 128,
-              micro_batch: int | None = None) -> TrainResult:
-    """Direct preference optimization with trl's DPOTrainer, on the CPU-safe settings.
+              peft_config=None, eval_dataset=None) -> TrainResult:
+    """Direct preference optimization with trl's DPOTrainer, through the shared core (`fit`).
 
     With a `peft_config` (LoRA) the reference model is the same network with the adapter
-    disabled, i.e. the model as it was passed in. The adapter is saved in the run folder.
-    `micro_batch` pairs go through the model at a time (gradients are accumulated up to
+    disabled, i.e. the model as it was passed in; the adapter is saved in the run folder.
+    `cfg.micro_batch` pairs go through the model at a time (gradients accumulate up to
     `cfg.batch_size`): activation memory grows with it, the result does not change.
     """
     from trl import DPOConfig, DPOTrainer
@@ -96,18 +96,8 @@ def train_dpo(model, tokenizer, dataset, cfg: TrainConfig | None = None, beta: f
     check_preference_rows(dataset)
     if eval_dataset is not None:
         check_preference_rows(eval_dataset)
-    run_dir = new_run_dir(cfg.run_name)
-    extra = {"beta": beta, "max_length": max_length, **_micro(cfg, micro_batch)}
-    if eval_dataset is not None:
-        extra.update(eval_strategy="steps", eval_steps=max(1, cfg.max_steps // 3),
-                     per_device_eval_batch_size=cfg.batch_size)
-    args = cpu_args(DPOConfig, cfg, run_dir, **extra)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, peft_config=peft_config)
-    result = run_trainer(trainer, cfg, run_dir)
-    result.model.eval()
-    save_model(result.model, None, run_dir)  # atomic, after a disk check
-    return result
+    return fit(DPOTrainer, DPOConfig, model, tokenizer, dataset, cfg, eval_dataset=eval_dataset,
+               peft_config=peft_config, args={"beta": beta, "max_length": cfg.max_length})
 
 
 def dpo_loss(margins, beta: float) -> float:
@@ -215,8 +205,7 @@ def rewrite_prompts(rows, prompt_fn, system: str | None = None):
     """GRPO prompts (chat messages) from rewrite rows, keeping `neutral` and `local` for the rewards."""
     from datasets import Dataset
 
-    rows = [{"prompt": ([{"role": "system", "content": system}] if system else [])
-             + [{"role": "user", "content": prompt_fn(r["neutral"])}],
+    rows = [{"prompt": to_messages(prompt_fn(r["neutral"]), system),
              "neutral": r["neutral"], "local": r["local"]} for r in rows]
     if not rows:
         raise TrainingInputError("the GRPO prompt set is empty; give it at least one prompt")
@@ -226,12 +215,11 @@ def rewrite_prompts(rows, prompt_fn, system: str | None = None):
 def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None = None,
                num_generations: int = 4, max_completion_length: int = 32,
                reward_weights: list[float] | None = None, beta: float = 0.0,
-               temperature: float = 1.0, peft_config=None,
-               micro_batch: int | None = None) -> TrainResult:
+               temperature: float = 1.0, peft_config=None) -> TrainResult:
     """Group relative policy optimization with trl's GRPOTrainer, on the CPU-safe settings.
 
     `cfg.batch_size` counts completions per step, so it must be a multiple of
-    `num_generations` (batch 8 with 4 generations: 2 prompts a step). `micro_batch`
+    `num_generations` (batch 8 with 4 generations: 2 prompts a step). `cfg.micro_batch`
     completions are trained on at a time (gradient accumulation), which bounds memory.
     """
     from trl import GRPOConfig, GRPOTrainer
@@ -253,36 +241,15 @@ def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None 
                                  f"{len(reward_funcs)} reward functions")
     if beta < 0:
         raise TrainingInputError(f"beta (the KL weight) must be >= 0, got {beta}")
-    max_completion_length = new_token_budget(max_completion_length)
-    run_dir = new_run_dir(cfg.run_name)
-    args = cpu_args(GRPOConfig, cfg, run_dir, num_generations=num_generations,
-                    max_completion_length=max_completion_length, reward_weights=reward_weights,
-                    beta=beta, temperature=temperature, log_completions=False,
-                    **_micro(cfg, micro_batch))
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
-                          train_dataset=prompts, processing_class=tokenizer,
-                          peft_config=peft_config)
-    result = run_trainer(trainer, cfg, run_dir)
-    result.model.eval()
-    save_model(result.model, None, run_dir)  # atomic, after a disk check
-    return result
+    return fit(GRPOTrainer, GRPOConfig, model, tokenizer, prompts, cfg, peft_config=peft_config,
+               args=dict(num_generations=num_generations,
+                         max_completion_length=new_token_budget(max_completion_length),
+                         reward_weights=reward_weights, beta=beta, temperature=temperature,
+                         log_completions=False),
+               reward_funcs=reward_funcs)
 
 
 # ---------------------------------------------------------------- looking inside DPO
-
-def _reply_logprob(model, tokenizer, prompt_messages, reply: str) -> float:
-    """Sum of log-probabilities of `reply` as the assistant's answer to the prompt."""
-    import torch
-
-    head = tokenizer.apply_chat_template(prompt_messages, tokenize=False,
-                                         add_generation_prompt=True)
-    head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
-    reply_ids = tokenizer(reply + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([head_ids + reply_ids])
-    logits = model(input_ids=ids).logits[0, -len(reply_ids) - 1:-1].float()
-    logp = torch.log_softmax(logits, -1)
-    return float(logp[torch.arange(len(reply_ids)), torch.tensor(reply_ids)].sum())
-
 
 def preference_margins(peft_model, tokenizer, dataset) -> np.ndarray:
     """Per pair: log pi/pi_ref(chosen) - log pi/pi_ref(rejected), pi_ref = adapter disabled.
@@ -290,19 +257,13 @@ def preference_margins(peft_model, tokenizer, dataset) -> np.ndarray:
     beta times this margin is the difference of DPO's implicit rewards: a positive margin
     means the trained policy ranks the pair the way the human label does.
     """
-    import torch
-
     check_preference_rows(dataset)
     rows = list(dataset)
-
-    def scores():
-        return np.array([[_reply_logprob(peft_model, tokenizer, r["prompt"], _text(r[k]))
-                          for k in ("chosen", "rejected")] for r in rows])
-
-    with torch.no_grad():
-        policy = scores()
-        with peft_model.disable_adapter():
-            ref = scores()
+    prompts = [r["prompt"] for r in rows for _ in ("chosen", "rejected")]
+    replies = [_text(r[k]) for r in rows for k in ("chosen", "rejected")]
+    policy = answer_logprobs(peft_model, tokenizer, prompts, replies)[0].reshape(-1, 2)
+    with peft_model.disable_adapter():
+        ref = answer_logprobs(peft_model, tokenizer, prompts, replies)[0].reshape(-1, 2)
     ratio = policy - ref
     return ratio[:, 0] - ratio[:, 1]
 

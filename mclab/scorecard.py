@@ -8,9 +8,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .config import get_settings
 from .data import load_scenario, subset
-from .evaluation import knowledge_score, locality_score, perplexity
+from .evaluation import (KNOWLEDGE_SYSTEM, KnowledgeResult, knowledge_score,
+                         locality_score, perplexity)
 from .generation import generate
 
 # held-out items scored in quick mode (full mode: all of them): enough for every cell to run
@@ -44,42 +47,115 @@ def eval_sets() -> dict:
     }
 
 
+# Rewrites are short: 48 new tokens hold the longest reference rewrite with room to spare.
+LOCAL_MAX_NEW_TOKENS = 48
+LOCAL_BATCH = 17  # the 68 held-out sentences in 4 equal batches (no padding-only rows)
+
+
 @dataclass
-class Scorecard:
-    """One model's numbers on the shared evals."""
+class VariantResult:
+    """One way of asking (a prompt variant, a method) scored, with what it cost per answer."""
 
-    company_knowledge: float  # multiple-choice accuracy, closed book
-    medical_knowledge: float  # term-definition multiple-choice accuracy
-    medical_perplexity: float  # on held-out dermatology prose
-    general_perplexity: float  # on general text (forgetting shows up here)
-    locality: float  # local phrasing x meaning kept, on held-out rewrites
-    style_rate: float  # share of rewrites using a lexicon phrase
-    meaning: float  # similarity of rewrites to the reference
-    seconds: float  # wall time of the whole scoring
-    samples: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    name: str
+    score: float
+    style_rate: float | None
+    prompt_tokens: float  # mean tokens the model reads per answer
+    ms_per_answer: float
+    outputs: list = field(default_factory=list, repr=False)
+    meaning: float | None = None
 
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "samples"}
+    def row(self) -> dict:
+        return {"variant": self.name, "score": round(self.score, 3),
+                "style rate": None if self.style_rate is None else round(self.style_rate, 3),
+                "prompt tokens": round(self.prompt_tokens, 1),
+                "ms / answer": round(self.ms_per_answer)}
 
 
 def rewrite_local(model, tokenizer, sentences, system: str | None = None,
-                  max_new_tokens: int = 48, **kwargs) -> list[str]:
-    """The model's Australian-English rewrites of neutral sentences."""
+                  max_new_tokens: int = LOCAL_MAX_NEW_TOKENS, **kwargs) -> list[str]:
+    """The model's Australian-English rewrites of neutral sentences, with the eval's prompt."""
     return generate(model, tokenizer, [local_prompt(s) for s in sentences], system=system,
-                    max_new_tokens=max_new_tokens, **kwargs)
+                    max_new_tokens=max_new_tokens, batch_size=kwargs.pop("batch_size", LOCAL_BATCH),
+                    **kwargs)
 
 
-def score_model(model, tokenizer, embedder, sets: dict | None = None) -> Scorecard:
-    """Score a model on company and medical knowledge, perplexity and locality."""
-    sets = sets or eval_sets()
+def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts=None, system=None,
+              name: str = "", temperature: float = 0.0, seed: int = 0,
+              max_new_tokens: int = LOCAL_MAX_NEW_TOKENS) -> VariantResult:
+    """Generate rewrites of `eval_rows` and score their locality; timing covers generation.
+
+    `prompts` are the method's own (strings or chat messages, one per row); by default the
+    eval's fixed rewrite instruction (`local_prompt`).
+    """
+    prompts = prompts or [local_prompt(s) for s in eval_rows["neutral"]]
     start = time.perf_counter()
-    company = knowledge_score(model, tokenizer, sets["company_mc"])
-    medical = knowledge_score(model, tokenizer, sets["medical_mc"])
-    ppl_med = perplexity(model, tokenizer, sets["medical_heldout"]["text"])
-    ppl_gen = perplexity(model, tokenizer, sets["general_text"]["text"])
-    local_eval = sets["local_eval"]
-    outputs = rewrite_local(model, tokenizer, local_eval["neutral"])
-    loc = locality_score(outputs, local_eval["local"], sets["lexicon"], embedder)
-    return Scorecard(company.accuracy, medical.accuracy, ppl_med, ppl_gen, loc.score,
-                     loc.style_rate, loc.meaning, time.perf_counter() - start,
-                     list(zip(local_eval["neutral"], outputs)))
+    gens = generate(model, tokenizer, prompts, system=system, max_new_tokens=max_new_tokens,
+                    temperature=temperature, seed=seed if temperature > 0 else None,
+                    batch_size=LOCAL_BATCH, details=True)
+    ms = 1000 * (time.perf_counter() - start) / len(prompts)
+    outputs = [g.text for g in gens]
+    loc = locality_score(outputs, list(eval_rows["local"]), lexicon, embedder)
+    return VariantResult(name, loc.score, loc.style_rate,
+                         float(np.mean([g.prompt_tokens for g in gens])), ms, outputs,
+                         loc.meaning)
+
+
+PARTS = ("company", "medical", "locality")
+
+
+@dataclass
+class Scorecard:
+    """One model's numbers on the shared evals (None: that part was not scored)."""
+
+    company_knowledge: float | None = None  # multiple-choice accuracy
+    medical_knowledge: float | None = None  # term-definition multiple-choice accuracy
+    medical_perplexity: float | None = None  # on held-out dermatology prose
+    general_perplexity: float | None = None  # on general text (forgetting shows up here)
+    locality: float | None = None  # local phrasing x meaning kept, on held-out rewrites
+    style_rate: float | None = None  # share of rewrites using a lexicon phrase
+    meaning: float | None = None  # similarity of rewrites to the reference
+    ms_per_answer: float | None = None  # milliseconds per company question
+    seconds: float = 0.0  # wall time of the whole scoring
+    company: KnowledgeResult | None = field(default=None, repr=False)  # per-item answers
+    samples: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("samples", "company") and v is not None}
+
+
+def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
+                company_contexts=None, company_system: str | None = KNOWLEDGE_SYSTEM,
+                local_prompts=None, local_system: str | None = None,
+                parts=PARTS) -> Scorecard:
+    """Score a model on the shared evals: the one scorer of notebooks, report and tests.
+
+    A method that changes what the model reads passes its own company contexts (retrieved
+    passages, examples) and system prompt, or its own rewrite prompts; `parts` leaves out
+    what a method does not change (a prompt does not change perplexity).
+    """
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    sets = sets or eval_sets()
+    card = Scorecard()
+    start = time.perf_counter()
+    if "company" in parts:
+        items = list(sets["company_mc"])
+        t0 = time.perf_counter()
+        card.company = knowledge_score(model, tokenizer, items, company_contexts,
+                                       system=company_system)
+        card.ms_per_answer = 1000 * (time.perf_counter() - t0) / len(items)
+        card.company_knowledge = card.company.accuracy
+    if "medical" in parts:
+        card.medical_knowledge = knowledge_score(model, tokenizer, sets["medical_mc"]).accuracy
+        card.medical_perplexity = perplexity(model, tokenizer, sets["medical_heldout"]["text"])
+        card.general_perplexity = perplexity(model, tokenizer, sets["general_text"]["text"])
+    if "locality" in parts:
+        local_eval = sets["local_eval"]
+        res = run_local(model, tokenizer, embedder, local_eval, sets["lexicon"], local_prompts,
+                        local_system)
+        card.locality, card.style_rate, card.meaning = res.score, res.style_rate, res.meaning
+        card.samples = list(zip(local_eval["neutral"], res.outputs))
+    card.seconds = time.perf_counter() - start
+    return card

@@ -45,6 +45,7 @@ class TrainConfig:
     run_name: str = "run"  # the run folder is runs/<time>-<run_name>
     eval_steps: int = 0  # with an eval set: evaluate every this many steps (0: about 5 times)
     lean_loss: bool = False  # True: the model's own cross-entropy, no trl metrics (see below)
+    save: bool | None = None  # None: save adapters (KBs) to run_dir/model, not full weights (520 MB)
 
     def validate(self) -> None:
         if not self.learning_rate > 0:
@@ -206,9 +207,19 @@ def check_sft_rows(dataset) -> None:
 
 def chat_example(user: str, assistant: str, system: str | None = None) -> dict:
     """One supervised example in trl's conversational prompt/completion form."""
-    prompt = ([{"role": "system", "content": system}] if system else []) + \
-        [{"role": "user", "content": user}]
-    return {"prompt": prompt, "completion": [{"role": "assistant", "content": assistant}]}
+    from .generation import to_messages
+
+    return {"prompt": to_messages(user, system),
+            "completion": [{"role": "assistant", "content": assistant}]}
+
+
+def chat_dataset(examples: list[dict]):
+    """A `datasets.Dataset` of `chat_example` rows, checked (`check_sft_rows`)."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(list(examples))
+    check_sft_rows(dataset)
+    return dataset
 
 
 def _lean_sft_trainer_class():
@@ -247,6 +258,43 @@ def _planned_steps(cfg: TrainConfig, n_rows: int) -> int:
     return max(1, math.ceil(math.ceil(n_rows / cfg.batch_size) * cfg.epochs))
 
 
+def eval_args(cfg: TrainConfig, n_rows: int) -> dict:
+    """Evaluate every `cfg.eval_steps` steps, or about five times over the run."""
+    every = cfg.eval_steps or max(1, _planned_steps(cfg, n_rows) // 5)
+    return {"eval_strategy": "steps", "eval_steps": every,
+            "per_device_eval_batch_size": cfg.batch_size}
+
+
+def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConfig, *,
+        eval_dataset=None, peft_config=None, callbacks=None, args: dict | None = None,
+        **trainer_kwargs) -> TrainResult:
+    """The one training core that SFT, CPT, prefix tuning, DPO and GRPO go through.
+
+    It owns what every method shares: the run folder, the CPU-safe arguments (`cpu_args`)
+    with micro-batches from `cfg`, the eval cadence, the loss recorder and clock, eval mode
+    afterwards, and saving (`cfg.save`). A trainer passes only what is its own: its trl
+    classes, its config fields (`args`) and trainer arguments (`trainer_kwargs`). The
+    caller checks its rows first, so bad input fails before any of this starts.
+    """
+    cfg.validate()
+    if peft_config is None and not is_peft(model):
+        warn_if_no_room_to_save(model)
+    run_dir = new_run_dir(cfg.run_name)
+    extra = dict(args or {})
+    if eval_dataset is not None:
+        extra.update(eval_args(cfg, len(train_dataset)))
+    trainer = trainer_cls(model=model, args=cpu_args(config_cls, cfg, run_dir, **extra),
+                          train_dataset=train_dataset, eval_dataset=eval_dataset,
+                          processing_class=tokenizer, peft_config=peft_config,
+                          callbacks=callbacks, **trainer_kwargs)
+    trainer.model.train()
+    result = run_trainer(trainer, cfg, run_dir)
+    result.model.eval()
+    if cfg.save or (cfg.save is None and is_peft(result.model)):
+        save_model(result.model, None, run_dir)  # atomic, after a disk check
+    return result
+
+
 def train_sft(model, tokenizer, dataset, cfg: TrainConfig | None = None, peft_config=None,
               eval_dataset=None, callbacks=None) -> TrainResult:
     """Supervised training with trl's SFTTrainer, loss on the completion only.
@@ -263,23 +311,12 @@ def train_sft(model, tokenizer, dataset, cfg: TrainConfig | None = None, peft_co
     check_sft_rows(dataset)
     if eval_dataset is not None:
         check_sft_rows(eval_dataset)
-    if peft_config is None:
-        warn_if_no_room_to_save(model)
-    run_dir = new_run_dir(cfg.run_name)
-    extra = {"max_length": cfg.max_length, "packing": False}
+    args = {"max_length": cfg.max_length, "packing": False}
     if eval_dataset is not None:
-        every = cfg.eval_steps or max(1, _planned_steps(cfg, len(dataset)) // 5)
-        extra.update(eval_strategy="steps", eval_steps=every, prediction_loss_only=True,
-                     per_device_eval_batch_size=cfg.batch_size)
-    args = cpu_args(SFTConfig, cfg, run_dir, **extra)
-    trainer_cls = _lean_sft_trainer_class() if cfg.lean_loss else SFTTrainer
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset,
-                          eval_dataset=eval_dataset, processing_class=tokenizer,
-                          peft_config=peft_config, callbacks=callbacks)
-    model.train()
-    result = run_trainer(trainer, cfg, run_dir)
-    result.model.eval()
-    return result
+        args["prediction_loss_only"] = True
+    return fit(_lean_sft_trainer_class() if cfg.lean_loss else SFTTrainer, SFTConfig, model,
+               tokenizer, dataset, cfg, eval_dataset=eval_dataset, peft_config=peft_config,
+               callbacks=callbacks, args=args)
 
 
 def warn_if_no_room_to_save(model) -> None:

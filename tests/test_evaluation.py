@@ -97,3 +97,26 @@ def test_quick_mode_caps_generated_tokens_and_full_mode_does_not(load_tiny, monk
     monkeypatch.delenv("MCLAB_QUICK")
     full = generate(model, tok, ["Say hi."], max_new_tokens=40, details=True)[0]
     assert quick.new_tokens == QUICK_MAX_NEW_TOKENS < 40 == full.new_tokens
+
+
+def test_answer_logprobs_match_the_models_own_loss(model_and_tokenizer):
+    """The one answer scorer agrees with transformers' cross-entropy on the answer tokens."""
+    import torch
+
+    from mclab.evaluation import answer_logprobs
+
+    model, tok = model_and_tokenizer
+    prompts = ["What is the capital of France?", [{"role": "user", "content": "Say hi."}]]
+    answers = ["Paris is the capital.", "Hi there!"]
+    sums, counts = answer_logprobs(model, tok, prompts, answers, batch_size=2)
+    for prompt, answer, total, n in zip(prompts, answers, sums, counts):
+        head = tok(format_chat(tok, prompt), add_special_tokens=False)["input_ids"]
+        tail = tok(answer + tok.eos_token, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([head + tail])
+        labels = torch.tensor([[-100] * len(head) + tail])
+        with torch.no_grad():
+            loss = model(input_ids=ids, labels=labels).loss.item()
+        assert n == len(tail)
+        assert total == pytest.approx(-loss * n, rel=1e-4)
+    with pytest.raises(ValueError, match="as many answers"):
+        answer_logprobs(model, tok, prompts, answers[:1])

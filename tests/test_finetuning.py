@@ -47,6 +47,9 @@ def test_sft_data_sizes_and_errors():
 
 def test_memory_plan(model_and_tokenizer):
     model, _ = model_and_tokenizer
+    # full fine-tuning trains every weight; the shared model may come back frozen from a
+    # peft test in the same session (peft freezes the base, unloading leaves it frozen)
+    model.requires_grad_(True)
     adamw = memory_plan(model, "adamw_torch", 8, 64)
     ada = memory_plan(model, "adafactor", 8, 64)
     assert adamw.optimizer_mb == pytest.approx(2 * adamw.weights_mb)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mclab import report
+from mclab import report, report_table
 from mclab.choosing import ChoiceError, best_within, cheapest_gain, gains_over_base
 from mclab.files import write_json_atomic
 from mclab.config import get_settings
@@ -49,7 +49,7 @@ def test_write_report_adds_the_ensemble_and_writes_every_file(out):
     assert ens["ms_per_answer"] == pytest.approx(300 + 90 + 95)
     assert ens["peak_memory_mb"] == 1900 and ens["train_seconds"] == 180
     saved = json.loads((out / "comparison.json").read_text())
-    assert set(saved["rows"][0]) == set(report.COLUMNS)
+    assert set(saved["rows"][0]) == set(report_table.COLUMNS)
     assert saved["company_items"] == 3
     md = (out / "comparison.md").read_text()
     assert md.count("\n| ") == 6 and "| - |" in md  # header + 5 rows; nulls shown as "-"

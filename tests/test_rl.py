@@ -76,8 +76,9 @@ def test_dpo_learns_the_preference_and_saves_its_adapter(load_tiny, runs_dir):
     model, tok = load_tiny()
     data = rl.preference_dataset(PAIRS)
     result = rl.train_dpo(model, tok, data, TrainConfig(learning_rate=5e-3, max_steps=3,
-                                                        batch_size=2, run_name="t-dpo"),
-                          beta=0.1, peft_config=lora_config(4, 8), micro_batch=1)
+                                                        batch_size=2, micro_batch=1,
+                                                        run_name="t-dpo"),
+                          beta=0.1, peft_config=lora_config(4, 8))
     assert result.steps == 3 and result.losses[0] == pytest.approx(np.log(2), abs=1e-3)
     margins = rl.preference_margins(result.model, tok, data)
     assert (margins > 0).all()  # both training pairs now ranked the human way
@@ -98,8 +99,8 @@ def test_grpo_runs_with_a_written_reward(model_and_tokenizer, runs_dir):
         return [1.0 if len(rl.completion_text(c).split()) < 6 else 0.0 for c in completions]
 
     result = rl.train_grpo(model, tok, prompts, [short], TrainConfig(
-        learning_rate=1e-4, max_steps=1, batch_size=4, run_name="t-grpo"), num_generations=2,
-        max_completion_length=8, peft_config=lora_config(2, 4), micro_batch=2)
+        learning_rate=1e-4, max_steps=1, batch_size=4, micro_batch=2, run_name="t-grpo"),
+        num_generations=2, max_completion_length=8, peft_config=lora_config(2, 4))
     from mclab.peft_methods import detach_adapter
 
     detach_adapter(result.model)

@@ -72,3 +72,32 @@ def test_micro_batch_must_divide_the_batch(runs_dir):
     with pytest.raises(TrainingInputError, match="micro_batch must divide"):
         train_sft(None, None, _tiny(), TrainConfig(batch_size=8, micro_batch=3))
     assert not runs_dir.exists()
+
+
+def test_fit_saves_adapters_but_not_full_weights_unless_asked(runs_dir, load_tiny):
+    """One saving rule for every trainer (`TrainConfig.save`), applied by the core `fit`."""
+    from mclab.peft_methods import lora_config
+
+    model, tok = load_tiny()
+    lora = train_sft(model, tok, _tiny(), TrainConfig(max_steps=1, batch_size=4,
+                                                      run_name="a"), peft_config=lora_config(2))
+    assert (lora.run_dir / "model" / "adapter_config.json").is_file()
+    model, tok = load_tiny()
+    full = train_sft(model, tok, _tiny(), TrainConfig(max_steps=1, batch_size=4, run_name="f"))
+    assert not (full.run_dir / "model").exists()
+    model, tok = load_tiny()
+    kept = train_sft(model, tok, _tiny(), TrainConfig(max_steps=1, batch_size=4, save=True,
+                                                      run_name="k"))
+    assert (kept.run_dir / "model" / "mclab-saved.json").is_file()
+
+
+@pytest.mark.parametrize("cfg, rows, every", [
+    (TrainConfig(max_steps=20), 100, 4),  # about five evaluations over the run
+    (TrainConfig(max_steps=0, epochs=2, batch_size=4), 40, 4),  # epoch mode: 20 planned steps
+    (TrainConfig(max_steps=3), 100, 1),
+    (TrainConfig(max_steps=20, eval_steps=7), 100, 7),
+])
+def test_one_eval_cadence_for_every_trainer(cfg, rows, every):
+    from mclab.training import eval_args
+
+    assert eval_args(cfg, rows)["eval_steps"] == every

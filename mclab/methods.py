@@ -1,0 +1,282 @@
+"""What each method does in the report: its recipe (`mclab.recipes`) applied to the base
+model, then the shared scorer (`mclab.scorecard.score_model`) and its costs.
+
+Each `run_*` returns one row of the comparison (`mclab.report_table.COLUMNS`); the report
+(`mclab.report`) runs each in its own process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import recipes
+from .config import get_settings
+from .measure import folder_size_mb
+
+
+@dataclass
+class Method:
+    name: str
+    family: str
+    trained_on: str
+    run: Callable[["Context"], dict]
+
+
+class Context:
+    """What every method needs, loaded once per child process."""
+
+    def __init__(self):
+        from .data import load_scenario
+        from .models import load_embedder
+        from .scorecard import eval_sets
+
+        self.settings = get_settings()
+        self.sets = eval_sets()
+        self.embedder = load_embedder()
+        self.company, self.local = load_scenario("company"), load_scenario("local")
+
+    def base(self):
+        from .models import load_model
+
+        return load_model()
+
+
+# --------------------------------------------------------------------------- scoring
+
+def score(ctx: Context, model, tokenizer, parts=("company", "medical", "locality"),
+          **kwargs) -> dict:
+    """The shared evals for one model as a report row; prompts and contexts are the method's."""
+    from .scorecard import score_model
+
+    card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts, **kwargs)
+    return {"company_knowledge": card.company_knowledge, "ms_per_answer": card.ms_per_answer,
+            "company_probs": [p.tolist() for p in card.company.probs],
+            "company_answers": card.company.answers,
+            "medical_perplexity": card.medical_perplexity, "locality": card.locality}
+
+
+def saved_mb(save: Callable[[Path], object]) -> float:
+    """Disk a method's artifact takes: saved into a scratch folder, measured, removed."""
+    with tempfile.TemporaryDirectory(prefix="mclab-size-") as tmp:
+        save(Path(tmp) / "artifact")
+        return folder_size_mb(Path(tmp) / "artifact")
+
+
+def training_costs(result) -> dict:
+    """What a training result cost: trainable parameters, seconds, disk."""
+    from .models import count_parameters
+
+    return {"trainable_params": count_parameters(result.model, trainable_only=True),
+            "train_seconds": result.seconds,
+            "storage_mb": saved_mb(lambda p: result.model.save_pretrained(p))}
+
+
+def trained(ctx: Context, result, tokenizer, **score_kw) -> dict:
+    """Score a training result and record its costs."""
+    return {**score(ctx, result.model, tokenizer, **score_kw), **training_costs(result)}
+
+
+def untrained(row: dict, storage_mb: float = 0.0) -> dict:
+    return {**row, "trainable_params": 0, "train_seconds": 0.0, "storage_mb": storage_mb}
+
+
+# --------------------------------------------------------------------------- prompting
+
+def run_base(ctx):
+    model, tok = ctx.base()
+    return untrained(score(ctx, model, tok))
+
+
+def run_prompt_engineering(ctx):
+    from .prompting import (COMPANY_ROLE, LOCAL_ROLE, engineered_local_prompt,
+                            frequent_local_phrases)
+
+    model, tok = ctx.base()
+    hints = frequent_local_phrases(list(ctx.local["rewrites_train"]), ctx.sets["lexicon"],
+                                   n=recipes.PROMPT_ENGINEERING.hint_phrases)
+    prompts = [engineered_local_prompt(s, hints) for s in ctx.sets["local_eval"]["neutral"]]
+    return untrained(score(ctx, model, tok, ("company", "locality"),
+                           company_system=COMPANY_ROLE, local_prompts=prompts,
+                           local_system=LOCAL_ROLE))
+
+
+def run_few_shot(ctx):
+    from .prompting import ExampleSelector, few_shot_contexts, local_few_shot_prompts
+
+    recipe = recipes.FEW_SHOT
+    model, tok = ctx.base()
+    qa_rows = list(ctx.company["train_qa"])
+    qa = ExampleSelector([r["question"] for r in qa_rows], ctx.embedder)
+    contexts = few_shot_contexts(qa, qa_rows, [it["question"] for it in ctx.sets["company_mc"]],
+                                 recipe.shots, recipe.strategy)
+    pool = list(ctx.local["rewrites_train"])
+    rewrites = ExampleSelector([r["neutral"] for r in pool], ctx.embedder)
+    prompts = local_few_shot_prompts(list(ctx.sets["local_eval"]["neutral"]), pool, rewrites,
+                                     recipe.shots, recipe.strategy)
+    return untrained(score(ctx, model, tok, ("company", "locality"), company_contexts=contexts,
+                           local_prompts=prompts))
+
+
+def run_rag(ctx):
+    from .rag import RAG_SYSTEM, DenseIndex, build_context, chunk_documents, make_retriever
+
+    recipe = recipes.RAG
+    model, tok = ctx.base()
+    chunks = chunk_documents(list(ctx.company["documents"]), size=recipe.chunk_size,
+                             overlap=recipe.overlap)
+    index = DenseIndex.build(chunks, ctx.embedder)
+    retriever = make_retriever(recipe.retriever, chunks, ctx.embedder, index)
+    items = list(ctx.sets["company_mc"])
+    start = time.perf_counter()
+    retrieved = retriever.retrieve([it["question"] for it in items], recipe.k)
+    retrieval_ms = 1000 * (time.perf_counter() - start) / len(items)
+    contexts = [build_context(ids, chunks) for ids in retrieved]
+    row = score(ctx, model, tok, ("company",), company_contexts=contexts,
+                company_system=RAG_SYSTEM)
+    row["ms_per_answer"] += retrieval_ms
+    return untrained(row, storage_mb=saved_mb(index.save))
+
+
+# --------------------------------------------------------------------------- continued pre-training
+
+def _cpt(ctx, texts: list[str], name: str) -> dict:
+    from .pretraining import chunk_text, train_cpt
+
+    training = recipes.CPT.training
+    model, tok = ctx.base()
+    pieces = [p for t in texts for p in chunk_text(t, tok, training.max_length)]
+    return trained(ctx, train_cpt(model, tok, pieces, training.config(f"report-{name}")), tok)
+
+
+def run_cpt_medical(ctx):  # dermatology prose with replay written by the base model
+    from .data import load_scenario
+    from .pretraining import generate_replay, medical_corpus, mix_replay
+
+    recipe = recipes.CPT
+    model, tok = ctx.base()
+    replay = generate_replay(model, tok, n=recipe.replay_texts.get(),
+                             max_new_tokens=recipe.replay_tokens.get())
+    del model
+    texts = mix_replay(medical_corpus(load_scenario("medical")), replay, recipe.replay_ratio,
+                       seed=ctx.settings.seed)
+    return _cpt(ctx, texts, "cpt-medical")
+
+
+def run_cpt_documents(ctx):
+    from .pretraining import company_corpus
+
+    return _cpt(ctx, company_corpus(ctx.company), "cpt-documents")
+
+
+def run_cpt_paraphrases(ctx):
+    from .pretraining import company_corpus
+
+    return _cpt(ctx, company_corpus(ctx.company, paraphrases=True), "cpt-paraphrases")
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+def _company_sft(ctx, recipe: recipes.CompanySft, name: str) -> dict:
+    from .finetuning import sft_data
+    from .training import train_sft
+
+    model, tok = ctx.base()
+    train, val = sft_data("company", company=ctx.company, train_on=recipe.train_on,
+                          n_train=recipe.n_train.get(), n_val=recipe.n_val.get())
+    peft_config = recipe.lora.config() if recipe.lora else None
+    result = train_sft(model, tok, train, recipe.training.config(f"report-{name}"),
+                       eval_dataset=val, peft_config=peft_config)
+    return trained(ctx, result, tok)
+
+
+def run_full_sft(ctx):
+    return _company_sft(ctx, recipes.FULL_SFT, "sft-company")
+
+
+def run_lora(ctx):
+    return _company_sft(ctx, recipes.LORA_SFT, "lora-company")
+
+
+def run_prefix(ctx):
+    from peft import get_peft_model
+
+    from .finetuning import style_examples, style_split
+    from .peft_methods import enable_prefix_generation, init_prefix_from_text, prefix_config
+    from .training import chat_dataset, train_sft
+
+    recipe = recipes.PREFIX
+    model, tok = ctx.base()
+    cfg = recipe.training.config("report-prefix")
+    cfg.validate()  # before the model is wrapped
+    train_rows, _ = style_split(ctx.local, recipe.n_val.get())
+    model = get_peft_model(model, prefix_config(recipe.virtual_tokens))
+    init_prefix_from_text(model, tok, recipe.init_text)
+    result = train_sft(model, tok, chat_dataset(style_examples(train_rows)), cfg)
+    enable_prefix_generation(result.model)
+    return trained(ctx, result, tok)
+
+
+def _local_sft(ctx):
+    """The SFT (LoRA) model that DPO and GRPO start from: its costs, merged model, tokenizer."""
+    from .finetuning import style_examples
+    from .training import chat_dataset, train_sft
+
+    recipe = recipes.LOCAL_SFT
+    model, tok = ctx.base()
+    rows = list(ctx.local["rewrites_train"])[:recipe.n_train.get()]
+    sft = train_sft(model, tok, chat_dataset(style_examples(rows)),
+                    recipe.training.config("report-rl-sft"), peft_config=recipe.lora.config())
+    return training_costs(sft), sft.model.merge_and_unload(), tok
+
+
+def _after_sft(row: dict, sft_costs: dict) -> dict:
+    """An RL row's cost includes the SFT adapter it starts from (trained and stored too)."""
+    return {**row, **{cost: row[cost] + value for cost, value in sft_costs.items()}}
+
+
+def run_dpo(ctx):
+    from . import rl
+
+    recipe = recipes.DPO
+    sft_costs, sft_model, tok = _local_sft(ctx)
+    train, _ = rl.preference_split(ctx.local["preferences"], recipe.heldout_every)
+    dpo = rl.train_dpo(sft_model, tok, train, recipe.training.config("report-dpo"),
+                       beta=recipe.beta, peft_config=recipe.lora.config())
+    return _after_sft(trained(ctx, dpo, tok), sft_costs)
+
+
+def run_grpo(ctx):
+    from . import rl
+    from .scorecard import local_prompt
+
+    recipe = recipes.GRPO
+    sft_costs, sft_model, tok = _local_sft(ctx)
+    funcs = rl.make_reward_funcs(ctx.sets["lexicon"], ctx.embedder)
+    prompts = rl.rewrite_prompts(ctx.local["rewrites_train"], local_prompt)
+    grpo = rl.train_grpo(sft_model, tok, prompts, funcs, recipe.training.config("report-grpo"),
+                         num_generations=recipe.num_generations,
+                         max_completion_length=recipe.max_completion_length,
+                         reward_weights=rl.RewardWeights().as_list(),
+                         peft_config=recipe.lora.config())
+    return _after_sft(trained(ctx, grpo, tok), sft_costs)
+
+
+METHODS = [
+    Method("base", "none", "-", run_base),
+    Method("prompt engineering", "prompting", "company, local", run_prompt_engineering),
+    Method("few-shot (4 similar)", "prompting", "company, local", run_few_shot),
+    Method("RAG (hybrid, k=2)", "retrieval", "company", run_rag),
+    Method("CPT + replay", "continued pre-training", "medical", run_cpt_medical),
+    Method("CPT documents", "continued pre-training", "company", run_cpt_documents),
+    Method("CPT documents + paraphrases", "continued pre-training", "company",
+           run_cpt_paraphrases),
+    Method("full SFT", "supervised fine-tuning", "company", run_full_sft),
+    Method("LoRA r=16", "parameter-efficient", "company", run_lora),
+    Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix),
+    Method("SFT + DPO", "reinforcement fine-tuning", "local", run_dpo),
+    Method("SFT + GRPO", "reinforcement fine-tuning", "local", run_grpo),
+]

@@ -1,0 +1,220 @@
+"""Each method's settings, written once: the notebook that teaches a method and the report
+(`python -m mclab report`) both read them here, so the two cannot drift apart.
+
+A value that differs between modes is a `Sized(quick, full)`; `.get()` (or a recipe's
+`training.config()`) resolves it for the current mode. Quick mode proves that the code
+runs; full mode is what the notebooks teach and the report measures.
+`tests/test_recipes.py` fails if a notebook trains a reported method with other settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .config import pick
+
+
+@dataclass(frozen=True)
+class Sized:
+    """A setting with one value in quick mode and another in full mode."""
+
+    quick: object
+    full: object
+
+    def get(self):
+        return pick(self.quick, self.full)
+
+
+def resolve(value):
+    return value.get() if isinstance(value, Sized) else value
+
+
+@dataclass(frozen=True)
+class Training:
+    """The optimizer settings of one method (the fields of `TrainConfig`, per mode)."""
+
+    learning_rate: float
+    max_steps: int | Sized = 0  # 0: train for `epochs` passes
+    epochs: float = 1.0
+    batch_size: int | Sized = 8
+    micro_batch: int | None = None
+    max_length: int = 128
+    optimizer: str = "adamw_torch"
+    gradient_checkpointing: bool = False
+    eval_steps: int | Sized = 0
+
+    def config(self, run_name: str, **overrides):
+        """A `TrainConfig` for this mode; `overrides` are for knobs a student turns."""
+        from .training import TrainConfig
+
+        values = {f.name: resolve(getattr(self, f.name)) for f in fields(self)}
+        return TrainConfig(run_name=run_name, **{**values, **overrides})
+
+
+# Full-weight runs pass 2 sequences at a time, gradients accumulated to the batch, and
+# recompute activations in the backward pass: the same updates in less memory (measured:
+# CPT 4.1 -> 2.3 GB for 4% more time, full SFT 2.9 -> 2.1 GB).
+FRUGAL = dict(micro_batch=2, gradient_checkpointing=True)
+
+
+@dataclass(frozen=True)
+class Lora:
+    r: int = 16
+    alpha: float = 32
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                "up_proj", "down_proj")  # every linear layer
+
+    def config(self):
+        from .peft_methods import lora_config
+
+        return lora_config(self.r, self.alpha, targets=self.targets)
+
+
+# --------------------------------------------------------------------------- prompting (01)
+
+@dataclass(frozen=True)
+class PromptEngineering:
+    notebook: str = "01_prompt_based"
+    hint_phrases: int = 8  # lexicon phrases named in the rewrite prompt (most used in training)
+
+
+@dataclass(frozen=True)
+class FewShot:
+    notebook: str = "01_prompt_based"
+    shots: int = 4
+    strategy: str = "similar"  # the training examples most similar to the question
+
+
+# --------------------------------------------------------------------------- retrieval (02)
+
+@dataclass(frozen=True)
+class Rag:
+    notebook: str = "02_retrieval_rag"
+    chunk_size: int = 60  # words per chunk, chosen on the training questions
+    overlap: int = 20
+    retriever: str = "hybrid"  # BM25 + dense, reciprocal-rank fused
+    k: int = 2  # chunks in the prompt
+
+
+# --------------------------------------------------------------------------- CPT (03)
+
+@dataclass(frozen=True)
+class Cpt:
+    notebook: str = "03_continued_pretraining"
+    # lr chosen on held-back training prose; 8 steps of 8 pieces: a few minutes of CPU
+    training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 8),
+                                  batch_size=Sized(2, 8), max_length=128,
+                                  optimizer="adafactor", **FRUGAL)
+    replay_ratio: float = 0.25  # share of the training texts that are general (replay) text
+    replay_texts: Sized = Sized(2, 24)  # paragraphs the base model writes for replay
+    replay_tokens: Sized = Sized(32, 96)
+
+
+# --------------------------------------------------------------------------- SFT (04)
+
+@dataclass(frozen=True)
+class CompanySft:
+    notebook: str = "04_fine_tuning_sft"
+    training: Training = Training(learning_rate=5e-5, epochs=2, batch_size=Sized(4, 8),
+                                  max_length=128, optimizer="adafactor", **FRUGAL)
+    train_on: tuple[int, ...] = (0,)  # the paraphrase of each fact that trains
+    n_train: Sized = Sized(4, None)  # training chats (None: all)
+    n_val: Sized = Sized(2, 16)  # validation chats (the third paraphrase)
+    lora: Lora | None = None  # None: every weight
+
+
+@dataclass(frozen=True)
+class StyleSft:
+    notebook: str = "04_fine_tuning_sft"
+    # style needs bigger steps than facts (one epoch: 1e-4 gave 0.034 locality, 3e-4 0.28)
+    training: Training = Training(learning_rate=3e-4, epochs=1, batch_size=Sized(4, 8),
+                                  max_length=128, optimizer="adafactor",
+                                  eval_steps=Sized(1, 6), **FRUGAL)
+    n_train: Sized = Sized(4, None)
+    n_val: Sized = Sized(2, 12)
+
+
+# --------------------------------------------------------------------------- RL (05)
+
+@dataclass(frozen=True)
+class LocalSft:
+    """The SFT (LoRA) model that DPO and GRPO start from."""
+
+    notebook: str = "05_fine_tuning_rl"
+    training: Training = Training(learning_rate=2e-3, epochs=1, batch_size=4, micro_batch=2,
+                                  max_length=128)
+    n_train: Sized = Sized(4, None)
+    lora: Lora = Lora()
+
+
+@dataclass(frozen=True)
+class Dpo:
+    notebook: str = "05_fine_tuning_rl"
+    training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 12), batch_size=4,
+                                  micro_batch=1, max_length=128)
+    beta: float = 0.1
+    heldout_every: int = 6  # every 6th pair is held out (the 6th, 12th, ...)
+    lora: Lora = Lora(targets=("q_proj", "k_proj", "v_proj", "o_proj"))
+
+
+@dataclass(frozen=True)
+class Grpo:
+    notebook: str = "05_fine_tuning_rl"
+    training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 10), batch_size=8,
+                                  micro_batch=2)
+    num_generations: int = 4
+    max_completion_length: int = 32
+    lora: Lora = Lora(targets=("q_proj", "k_proj", "v_proj", "o_proj"))
+
+
+# --------------------------------------------------------------------------- PEFT (06)
+
+@dataclass(frozen=True)
+class Prefix:
+    notebook: str = "06_parameter_efficient"
+    training: Training = Training(learning_rate=3e-2, max_steps=Sized(1, 0), epochs=1,
+                                  batch_size=4, micro_batch=2, max_length=128)
+    virtual_tokens: int = 8
+    n_val: Sized = Sized(6, 30)  # validation rewrites (`finetuning.style_split`)
+    # start from the keys and values of real words (Li & Liang, 2021), not at random
+    init_text: str = "Rewrite in casual Australian English, mate: arvo, servo, brekkie, no worries."
+
+
+@dataclass(frozen=True)
+class StyleLora:
+    notebook: str = "06_parameter_efficient"
+    training: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 0), epochs=1,
+                                  batch_size=4, micro_batch=2, max_length=128)
+    lora: Lora = Lora()
+
+
+@dataclass(frozen=True)
+class StyleFull:
+    """06's yardstick for the adapters: every weight, on the same data and epoch."""
+
+    notebook: str = "06_parameter_efficient"
+    training: Training = Training(learning_rate=3e-4, max_steps=Sized(1, 0), epochs=1,
+                                  batch_size=4, max_length=128, optimizer="adafactor", **FRUGAL)
+
+
+PROMPT_ENGINEERING = PromptEngineering()
+FEW_SHOT = FewShot()
+RAG = Rag()
+CPT = Cpt()
+FULL_SFT = CompanySft()
+# LoRA (06's adapter) on 04's company data, trained by the report only (no notebook runs it);
+# its rate is 20x full SFT's (the adapters start at zero and train 0.5% of the weights)
+LORA_SFT = CompanySft(notebook="", training=Training(learning_rate=1e-3, epochs=2, batch_size=Sized(4, 8),
+                                        micro_batch=2, max_length=128, optimizer="adafactor"),
+                      lora=Lora())
+STYLE_SFT = StyleSft()
+LOCAL_SFT = LocalSft()
+DPO = Dpo()
+GRPO = Grpo()
+PREFIX = Prefix()
+STYLE_LORA = StyleLora()
+STYLE_FULL = StyleFull()
+
+# the recipes whose training a notebook runs at its top level (tests/test_recipes.py)
+BY_NAME = {name: value for name, value in globals().items()
+           if name.isupper() and hasattr(value, "notebook")}

@@ -1,0 +1,146 @@
+"""The report's table: its columns, the rows written so far, the ensemble row, and the
+files `comparison.json`, `comparison.md` and `quality_vs_cost.png` (and reading them back).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .config import get_settings
+from .files import atomic_path, write_json_atomic, write_text_atomic
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+
+# One row per method: these columns, documented in the README ("What `make report` writes").
+COLUMNS = {
+    "method": "name of the method",
+    "family": "branch of the taxonomy (prompting, retrieval, continued pre-training, ...)",
+    "trained_on": "the scenario whose data changed the model or prompt ('-' for the base)",
+    "company_knowledge": "company multiple-choice accuracy (chance 0.25), higher is better",
+    "medical_perplexity": "perplexity on held-out dermatology prose, lower is better; "
+                          "null where the weights are the base's (same as the base row)",
+    "locality": "local-English rewrite score (style x meaning), higher is better; "
+                "null where the method has no rewrite variant",
+    "trainable_params": "parameters the method trained (0: none)",
+    "train_seconds": "wall seconds of training (0: none)",
+    "peak_memory_mb": "peak resident memory of the whole method's process, MB",
+    "ms_per_answer": "milliseconds per company question (retrieval and longer prompts included)",
+    "storage_mb": "disk the method adds beside the base model, MB",
+}
+
+
+class ReportError(ValueError):
+    """A method name or an output folder the report cannot use."""
+
+
+
+ENSEMBLE = ("RAG (hybrid, k=2)", "full SFT", "LoRA r=16")  # averaged option probabilities
+ENSEMBLE_NAME = "ensemble (RAG + SFT + LoRA)"
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def load_row(out: Path, name: str) -> dict | None:
+    path = Path(out) / "rows" / f"{slug(name)}.json"
+    if not path.exists():
+        return None
+    row = json.loads(path.read_text())
+    return row if row.get("mode") == get_settings().mode else None
+
+
+def ensemble_row(rows: dict) -> dict | None:
+    """Average the option probabilities of the ENSEMBLE members, if all have run."""
+    from .ensembling import average_probs
+    from .evaluation import KnowledgeResult
+
+    if not all(n in rows for n in ENSEMBLE):
+        return None
+    members = {n: KnowledgeResult(rows[n]["company_knowledge"], [], rows[n]["company_answers"],
+                                  [np.array(p) for p in rows[n]["company_probs"]])
+               for n in ENSEMBLE}
+    for n, r in members.items():
+        r.predictions = [int(np.argmax(p)) for p in r.probs]
+    combined = average_probs(members)
+    parts = [rows[n] for n in ENSEMBLE]
+    return {"method": ENSEMBLE_NAME, "family": "ensembling", "trained_on": "company",
+            "company_knowledge": combined.accuracy, "medical_perplexity": None,
+            "locality": None,
+            "trainable_params": sum(r["trainable_params"] for r in parts),
+            "train_seconds": sum(r["train_seconds"] for r in parts),
+            # members answer one after another, so the largest member's memory is the peak
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in parts),
+            "ms_per_answer": sum(r["ms_per_answer"] for r in parts),
+            "storage_mb": sum(r["storage_mb"] for r in parts),
+            "mode": parts[0]["mode"]}
+
+
+def write_report(out: Path) -> dict:
+    """comparison.json, comparison.md and quality_vs_cost.png from the finished rows."""
+    out = Path(out)
+    from .methods import METHODS
+
+    done = {m.name: r for m in METHODS if (r := load_row(out, m.name))}
+    rows = list(done.values())
+    if (ens := ensemble_row(done)) is not None:
+        rows.append(ens)
+    table = [{col: r.get(col) for col in COLUMNS} for r in rows]
+    settings = get_settings()
+    report = {"mode": settings.mode, "generated": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), "cpus": os.cpu_count(), "threads": settings.threads,
+        "company_items": max((len(r.get("company_probs", [])) for r in rows), default=0),
+        "columns": COLUMNS, "rows": table}
+    write_json_atomic(out / "comparison.json", report)
+    write_text_atomic(out / "comparison.md", markdown_table(report))
+    if table:
+        from .plotting import plot_quality_vs_cost
+
+        fig = plot_quality_vs_cost(table)
+        with atomic_path(out / "quality_vs_cost.png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return report
+
+
+def _fmt(value, col: str) -> str:
+    if value is None:
+        return "-"
+    if col in ("trainable_params",):
+        return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3f}" if col in ("company_knowledge", "locality") else f"{value:,.1f}"
+    return str(value)
+
+
+def markdown_table(report: dict) -> str:
+    cols = list(report["columns"])
+    lines = [f"# Every method on the same evals ({report['mode']} mode, {report['cpus']} CPUs, "
+             f"{report['generated']})", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in report["rows"]]
+    lines += ["", "Columns:", ""] + [f"- `{c}`: {d}" for c, d in report["columns"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def load_report(path=None) -> dict:
+    """A written comparison.json (by default the committed full-mode one in reports/)."""
+    path = Path(path or REPORTS / "comparison.json")
+    if not path.exists():
+        raise ReportError(f"no report at {path}; run `make report` (about an hour of CPU) or "
+                          "`python -m mclab report --only base`")
+    return json.loads(path.read_text())
+
+
+def frame(report: dict):
+    """The report's rows as a pandas DataFrame indexed by method."""
+    import pandas as pd
+
+    return pd.DataFrame(report["rows"]).set_index("method")

@@ -1,0 +1,101 @@
+"""Each method's settings live once (`mclab.recipes`): notebooks and the report read them.
+
+A notebook may turn a recipe's knobs inside a function (a widget, a sweep), never in the
+run it teaches and the report repeats: that run takes the recipe as it is.
+"""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from mclab import recipes
+from mclab.methods import METHODS
+
+SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
+
+
+def _code(notebook: str) -> ast.Module:
+    nb = json.loads((SOLUTIONS / f"{notebook}.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    return ast.parse("\n".join(line for cell in cells for line in cell.splitlines()
+                               if not line.lstrip().startswith(("%", "!"))))
+
+
+def _recipes_read(tree: ast.Module) -> set[str]:
+    return {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name) and node.value.id == "recipes"}
+
+
+def _top_level_calls(tree: ast.Module):
+    """Calls outside any function body: the runs a notebook teaches."""
+    def visit(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        if isinstance(node, ast.Call):
+            yield node
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child)
+    yield from visit(tree)
+
+
+def settings_drift(tree: ast.Module) -> list[str]:
+    """Top-level trainings that do not take a recipe as it is (empty: none)."""
+    problems = []
+    for call in _top_level_calls(tree):
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name == "TrainConfig":
+            problems.append(f"line {call.lineno}: TrainConfig(...) typed in the notebook")
+        receiver = func.value if isinstance(func, ast.Attribute) else None
+        if name == "config" and isinstance(receiver, ast.Attribute) \
+                and receiver.attr == "training" and call.keywords:
+            knobs = ", ".join(k.arg or "**" for k in call.keywords)
+            problems.append(f"line {call.lineno}: recipe overridden ({knobs})")
+    return problems
+
+
+TEACHING = sorted({r.notebook for r in recipes.BY_NAME.values() if r.notebook})
+
+
+@pytest.mark.parametrize("notebook", TEACHING)
+def test_notebook_reads_its_recipes(notebook):
+    mine = {name for name, r in recipes.BY_NAME.items() if r.notebook == notebook}
+    missing = mine - _recipes_read(_code(notebook))
+    assert not missing, f"{notebook} does not read recipes {sorted(missing)}"
+
+
+@pytest.mark.parametrize("notebook", TEACHING)
+def test_notebook_trains_with_the_recipes_settings(notebook):
+    assert settings_drift(_code(notebook)) == []
+
+
+def test_the_drift_check_can_fail():
+    drifted = ast.parse("cfg = recipes.CPT.training.config('x', learning_rate=1e-3)\n"
+                        "other = TrainConfig(learning_rate=1e-3)\n"
+                        "def knob(lr):\n    return recipes.CPT.training.config('w', learning_rate=lr)\n")
+    problems = settings_drift(drifted)
+    assert len(problems) == 2 and "learning_rate" in problems[0] and "TrainConfig" in problems[1]
+
+
+@pytest.mark.parametrize("quick", ["1", "0"])
+def test_every_recipe_gives_a_valid_config_in_both_modes(quick, monkeypatch):
+    monkeypatch.setenv("MCLAB_QUICK", quick)
+    for name, recipe in recipes.BY_NAME.items():
+        if hasattr(recipe, "training"):
+            recipe.training.config(name).validate()
+    full, fast = recipes.CPT.training.max_steps.full, recipes.CPT.training.max_steps.quick
+    assert recipes.CPT.training.config("x").max_steps == (fast if quick == "1" else full)
+
+
+def test_every_reported_method_is_built_from_recipes():
+    import inspect
+
+    from mclab import methods
+
+    for m in METHODS[1:]:  # the base model has no settings
+        source = inspect.getsource(m.run)
+        callees = [getattr(methods, n) for n in dir(methods) if n.startswith("_")
+                   and callable(getattr(methods, n)) and f"{n}(" in source]
+        assert "recipes." in source + "".join(inspect.getsource(f) for f in callees), m.name
