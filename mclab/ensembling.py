@@ -211,17 +211,6 @@ def rag_contexts(retriever, items, k: int = 2) -> list[str]:
     return [build_context(ids, retriever.chunks) for ids in retrieved]
 
 
-def few_shot_contexts(selector, qa_rows, items, shots: int, strategy: str = "similar") -> list[str]:
-    """`shots` training question/answer pairs in front of each question (none for 0)."""
-    from .prompting import qa_examples_context
-
-    if shots == 0:
-        return [None] * len(list(items))
-    chosen = selector.select([it["question"] for it in items], shots, strategy)
-    return [qa_examples_context([(qa_rows[i]["question"], qa_rows[i]["answer"]) for i in ids])
-            for ids in chosen]
-
-
 def merge_adapters(peft_model, names, weights, merged_name: str = "merged"):
     """Add one adapter whose update is sum_i weights[i] * (update of adapter i), and use it.
 

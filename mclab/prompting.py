@@ -189,7 +189,10 @@ def qa_examples_context(examples: list[tuple[str, str]]) -> str:
 
 def few_shot_contexts(selector: ExampleSelector, qa_rows, questions, shots: int,
                       strategy: str = "similar", seed: int = 0) -> list[str]:
-    """For each question, `shots` training Q/A pairs (random or most similar) as a context."""
+    """For each question, `shots` training Q/A pairs (random or most similar) as a context
+    (None for 0 shots: the question alone)."""
+    if shots == 0:
+        return [None] * len(list(questions))
     chosen = selector.select(list(questions), shots, strategy, seed)
     return [qa_examples_context([(qa_rows[i]["question"], qa_rows[i]["answer"]) for i in ids])
             for ids in chosen]

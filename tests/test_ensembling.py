@@ -126,7 +126,8 @@ def test_panel_redraws_from_cached_probabilities(capsys):
 # ---------------------------------------------------------------- members and merging
 
 def test_context_builders():
-    from mclab.ensembling import few_shot_contexts, rag_contexts
+    from mclab.ensembling import rag_contexts
+    from mclab.prompting import few_shot_contexts
 
     class Retriever:
         chunks = [type("Chunk", (), {"text": f"chunk {i}", "doc_id": "d"})() for i in range(3)]
@@ -135,16 +136,16 @@ def test_context_builders():
             return [[0, 2][:k] for _ in queries]
 
     class Selector:
-        def select(self, queries, k, strategy):
+        def select(self, queries, k, strategy, seed=0):
             return [[1] * k for _ in queries]
 
     items = [{"question": "q1"}, {"question": "q2"}]
     contexts = rag_contexts(Retriever(), items, 2)
     assert len(contexts) == 2 and "chunk 0" in contexts[0] and "chunk 2" in contexts[0]
     qa = [{"question": "Q0", "answer": "A0"}, {"question": "Q1", "answer": "A1"}]
-    shots = few_shot_contexts(Selector(), qa, items, 1)
+    shots = few_shot_contexts(Selector(), qa, [it["question"] for it in items], 1)
     assert "Q1" in shots[0] and "A1" in shots[0] and "Q0" not in shots[0]
-    assert few_shot_contexts(Selector(), qa, items, 0) == [None, None]
+    assert few_shot_contexts(Selector(), qa, [it["question"] for it in items], 0) == [None, None]
 
 
 def _tiny_peft_model():
