@@ -62,6 +62,13 @@ def _default_reports() -> Path:
     return root / "reports" if root else _user_data() / "reports"
 
 
+def course_notebooks() -> list[Path]:
+    """The solved notebooks `report --notebooks` times: solutions/*.ipynb of the checkout
+    (none for an installed wheel, which carries no notebooks)."""
+    root = checkout_root()
+    return sorted((root / "solutions").glob("*.ipynb")) if root else []
+
+
 def committed_report() -> Path:
     """The full-mode comparison.json notebook 08 reads: the one in `reports_dir` once a full
     report is written there, else the one the course committed, which ships in the wheel."""
