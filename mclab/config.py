@@ -86,7 +86,7 @@ class Settings:
     seed: int  # MCLAB_SEED: one seed for python, numpy and torch
     threads: int  # MCLAB_THREADS: torch intra-op threads; default = cores, at most 4
     cache_dir: Path  # MCLAB_CACHE: converted models live here
-    data_dir: Path  # MCLAB_DATA: the scenario datasets; default the copy shipped in mclab
+    data_dir: Path  # MCLAB_DATA: the scenario datasets; default mclab/course_data (shipped)
     data_source: str  # "MCLAB_DATA" or "mclab": where data_dir came from, for error messages
     runs_dir: Path  # MCLAB_RUNS: each training run writes a new folder here; default runs/
     # in a checkout, else ~/.local/share/mclab/runs (never inside site-packages)
