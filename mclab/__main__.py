@@ -1,5 +1,6 @@
-"""`python -m mclab doctor | prefetch | report | runs`: check the set-up, get the models ready
-offline, run every method side by side, list (and prune) the run folders."""
+"""`python -m mclab doctor | prefetch | report | runs | measure-notebooks`: check the set-up,
+get the models ready offline, run every method side by side, list (and prune) the run
+folders, time notebooks headless."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import platform
 import sys
 
 from . import models
-from .config import get_settings
+from .config import course_notebooks, get_settings
+from .data import DataError, check_data_dir
 
 PACKAGES = ["torch", "transformers", "peft", "trl", "datasets", "accelerate",
             "sentence-transformers", "faiss-cpu", "bm25s", "gguf", "ipywidgets", "matplotlib",
@@ -43,6 +45,12 @@ def doctor() -> int:
           f"available, bf16 {'yes' if device == 'cuda' else 'no (fp32 training)'}")
     print(f"mode          {settings.mode} (MCLAB_QUICK={'1' if settings.quick else 'unset'})")
     print(f"cache         {settings.cache_dir}")
+    print(f"data          {settings.data_dir} ({settings.data_source})")
+    print(f"runs          {settings.runs_dir}")
+    try:
+        check_data_dir()
+    except DataError as err:
+        problems.append(str(err))
     print(f"hub           {'reachable' if models.hub_reachable() else 'offline'}")
     for label, resolve in (("model", models.resolve_model), ("embedder", models.resolve_embedder)):
         try:
@@ -87,12 +95,15 @@ def report(args) -> int:
         if names:
             for name in names:
                 rep.method(name)  # an unknown name fails before anything runs
+        check_data_dir()  # an hour of methods must not start on a wrong MCLAB_DATA
+        if args.notebooks and not course_notebooks():
+            raise rep.ReportError(NO_NOTEBOOKS)
         out = Path(args.out) if args.out else rep.default_out()
         result = rep.run_report(names, out, force=args.force)
         print(f"{len(result['rows'])} rows in {out / 'comparison.md'}")
         if args.notebooks:
-            return _measure_notebooks(out)
-    except rep.ReportError as err:
+            return measure_notebooks(args)
+    except (rep.ReportError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -123,28 +134,49 @@ def runs(args) -> int:
     return 0
 
 
-def _measure_notebooks(out) -> int:
-    import subprocess
+NO_NOTEBOOKS = ("no notebooks to time: without paths, `report --notebooks` and `measure-notebooks` "
+                "time solutions/*.ipynb of the course checkout, and this mclab is an installed "
+                "package. Run it from a checkout, or name the notebooks: "
+                "python -m mclab measure-notebooks PATH.ipynb ...")
+
+
+def measure_notebooks(args) -> int:
+    """Execute the named notebooks (default: every solved notebook of the checkout) headless
+    and merge each one's time and peak memory into <out>/notebooks.json."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    tool = root / "tools" / "measure_notebooks.py"
-    notebooks = sorted(str(p) for p in (root / "solutions").glob("*.ipynb"))
-    cmd = [sys.executable, str(tool), *notebooks, "--out", str(Path(out) / "notebooks.json")]
-    if get_settings().quick:
-        cmd.append("--quick")
-    return subprocess.call(cmd)
+    from .report import default_out
+
+    try:
+        from .notebook_bench import measure_notebooks as measure
+    except ImportError as err:
+        print(f"error: measuring notebooks needs {err.name}: pip install nbclient nbformat "
+              "(both come with `pip install 'mclab[test]'` and with JupyterLab)", file=sys.stderr)
+        return 2
+    notebooks = [Path(p) for p in args.paths] or course_notebooks()
+    if not notebooks:
+        print(f"error: {NO_NOTEBOOKS}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_out()
+    executed = Path(args.executed) if args.executed else None
+    return measure(notebooks, out / "notebooks.json", executed=executed)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mclab", description=__doc__)
-    parser.add_argument("command", choices=["doctor", "prefetch", "report", "runs"])
+    parser.add_argument("command", choices=["doctor", "prefetch", "report", "runs",
+                                            "measure-notebooks"])
+    parser.add_argument("paths", nargs="*", metavar="NOTEBOOK",
+                        help="measure-notebooks: the notebooks to run (default: solutions/*.ipynb "
+                        "of the checkout)")
     parser.add_argument("--only", nargs="+", metavar="METHOD",
                         help="report: run only these methods (names as in the table)")
     parser.add_argument("--force", action="store_true",
                         help="report: rerun methods that already have a row")
-    parser.add_argument("--out", help="report: output folder (default reports/ in full "
-                        "mode, the runs folder in quick mode)")
+    parser.add_argument("--out", help="report, measure-notebooks: output folder (default "
+                        "reports/ in full mode, the runs folder in quick mode)")
+    parser.add_argument("--executed", metavar="FOLDER",
+                        help="measure-notebooks: also save each executed notebook here")
     parser.add_argument("--notebooks", action="store_true",
                         help="report: also execute every notebook and record time and memory")
     parser.add_argument("--keep", type=int, metavar="N",
@@ -153,6 +185,10 @@ def main(argv=None) -> int:
                         help="runs: with --keep, only list what would be deleted")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.paths and args.command != "measure-notebooks":
+        parser.error(f"{args.command} takes no paths ({' '.join(args.paths)})")
+    if args.command == "measure-notebooks":
+        return measure_notebooks(args)
     if args.command == "report":
         return report(args)
     if args.command == "runs":

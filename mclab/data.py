@@ -1,4 +1,7 @@
-"""Load and validate the three scenario datasets (JSONL under data/<scenario>/).
+"""Load and validate the three scenario datasets (JSONL under <data dir>/<scenario>/).
+
+The data ships inside the package (`mclab/course_data`, with its data card); MCLAB_DATA
+points at another copy.
 
 Every row is checked against a small schema; a bad row raises `DataError` naming the
 file, the line and the field, before any model work starts.
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import get_settings
+from .config import get_settings, shipped_data_dir
 
 # field -> type, per file; every listed field is required and strings must be non-empty.
 SCHEMAS: dict[str, dict[str, dict[str, type]]] = {
@@ -76,7 +79,8 @@ def read_jsonl(path: str | Path, schema: dict[str, type] | None = None) -> list[
     """Read a JSONL file; with a schema, validate every row."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found (is MCLAB_DATA pointing at the course's data/?)")
+        raise DataError(f"{path}: file not found (is MCLAB_DATA pointing at a copy of "
+                        "mclab/course_data?)")
     rows = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
@@ -115,13 +119,34 @@ def _check_links(name: str, rows: dict[str, list[dict]], folder: Path) -> None:
                     )
 
 
+def check_data_dir(data_dir: str | Path | None = None, scenarios=SCENARIOS) -> Path:
+    """The data folder, once each scenario's folder is found in it; else a `DataError` that
+    says which setting to fix. Cheap: callers run it before any long work."""
+    settings = get_settings()
+    root = Path(data_dir or settings.data_dir)
+    missing = [name for name in scenarios if not (root / name).is_dir()]
+    if not missing:
+        return root
+    need = f"a folder holding {', '.join(n + '/' for n in SCENARIOS)}"
+    if data_dir is not None:
+        raise DataError(f"data_dir {root} has no {missing[0]}/ folder; pass {need}")
+    if settings.data_source == "MCLAB_DATA":
+        what = "is not a folder" if not root.is_dir() else f"has no {missing[0]}/ folder"
+        raise DataError(
+            f"MCLAB_DATA={root} {what}. Fix: point MCLAB_DATA at {need} (copy "
+            f"{shipped_data_dir()} to start one), or unset MCLAB_DATA to use the data "
+            "shipped with mclab.")
+    raise DataError(f"the course data shipped with mclab is missing ({root} has no "
+                    f"{missing[0]}/); reinstall mclab, or set MCLAB_DATA to {need}.")
+
+
 def load_scenario(name: str, data_dir: str | Path | None = None) -> dict:
     """All files of one scenario as `datasets.Dataset`s, keyed by file name."""
     from datasets import Dataset
 
     if name not in SCHEMAS:
         raise DataError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
-    folder = Path(data_dir or get_settings().data_dir) / name
+    folder = check_data_dir(data_dir, [name]) / name
     rows = {split: read_jsonl(folder / f"{split}.jsonl", schema)
             for split, schema in SCHEMAS[name].items()}
     _check_links(name, rows, folder)

@@ -1,18 +1,21 @@
 """Execute notebooks headless and record each one's wall time and kernel peak memory.
 
-    python tools/measure_notebooks.py solutions/00_foundation_model.ipynb [...]
-        [--quick] [--out reports/notebooks.json] [--executed runs/executed]
+    python -m mclab measure-notebooks [solutions/00_foundation_model.ipynb ...]
+        [--out FOLDER] [--executed runs/executed]
+
+`python -m mclab report --notebooks` runs it over every notebook of the checkout after the
+report. The kernels inherit the mode (MCLAB_QUICK) from the environment, like every command.
 
 Peak memory is the kernel process's largest resident set size, sampled every 0.1 s
 (with its child processes), so it is what a Binder session with 2 GB would see. Each row
 also names the notebook's five slowest code cells (index among all cells, seconds): where
 to look first when a notebook is over its budget.
 Results are merged into the output JSON by notebook name, so runs can be split.
+Needs nbclient and nbformat (the `test` extra, or JupyterLab), imported only by this module.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,6 +26,9 @@ from pathlib import Path
 import nbformat
 import psutil
 from nbclient import NotebookClient
+
+from .config import get_settings
+from .files import write_text_atomic
 
 
 class Stalled(RuntimeError):
@@ -113,27 +119,18 @@ def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) 
     slowest = sorted(cells, key=lambda c: -c[1])[:5]
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(monitor.peak / 2**20),
             "slowest_cells": {f"cell {i}": s for i, s in slowest},
-            "mode": "quick" if os.environ.get("MCLAB_QUICK") == "1" else "full"}
+            "mode": get_settings().mode}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("notebooks", nargs="+", type=Path)
-    parser.add_argument("--quick", action="store_true", help="set MCLAB_QUICK=1")
-    parser.add_argument("--out", type=Path, default=Path("reports/notebooks.json"))
-    parser.add_argument("--executed", type=Path, default=None,
-                        help="also save each executed notebook (with outputs) in this folder")
-    args = parser.parse_args(argv)
-    if args.quick:
-        os.environ["MCLAB_QUICK"] = "1"
-    else:
-        os.environ.pop("MCLAB_QUICK", None)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+def measure_notebooks(notebooks: list[Path], out: Path, executed: Path | None = None) -> int:
+    """Run each notebook, merge its row into `out` (a JSON file) at once; 1 if any failed."""
+    out = Path(out)
+    results = json.loads(out.read_text()) if out.exists() else {}
     failed = []
-    for path in args.notebooks:
+    for path in map(Path, notebooks):
         print(f"running {path} ...", flush=True)
         try:
-            row = measure(path, executed=args.executed)
+            row = measure(path, executed=executed)
         except Exception as err:  # record it and go on: one broken notebook hides no others
             row = {"error": f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"}
             failed.append(path.name)
@@ -142,14 +139,7 @@ def main(argv=None) -> int:
         results[path.name] = row
         print(f"  {row.get('error') or str(row['seconds']) + ' s, peak ' + str(row['peak_rss_mb']) + ' MB'}",
               flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
-        os.replace(tmp, args.out)
+        write_text_atomic(out, json.dumps(results, indent=1, sort_keys=True))
     if failed:
         print(f"failed: {', '.join(failed)}", flush=True)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
