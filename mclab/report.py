@@ -21,7 +21,7 @@ from .config import get_settings
 from .files import write_json_atomic
 from .measure import maxrss_mb
 from .methods import METHODS, Method
-from .report_table import (ENSEMBLE, ENSEMBLE_NAME, REPORTS, ReportError,  # noqa: F401
+from .report_table import (ENSEMBLE, ENSEMBLE_NAME, ReportError,  # noqa: F401
                            frame, load_report, load_row, slug, write_report)
 
 NAMES = [m.name for m in METHODS] + [ENSEMBLE_NAME]
@@ -39,7 +39,7 @@ def method(name: str) -> Method:
 def default_out() -> Path:
     """reports/ for full mode; quick runs go under the runs folder, never over the report."""
     settings = get_settings()
-    return settings.runs_dir / "report-quick" if settings.quick else REPORTS
+    return settings.runs_dir / "report-quick" if settings.quick else settings.reports_dir
 
 
 def run_one(name: str, out: Path) -> dict:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import get_settings
+from .config import committed_report, get_settings
 from .files import atomic_path, write_json_atomic, write_text_atomic
-
-REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 # One row per method: these columns, documented in the README ("What `make report` writes").
 COLUMNS = {
@@ -132,7 +130,7 @@ def markdown_table(report: dict) -> str:
 
 def load_report(path=None) -> dict:
     """A written comparison.json (by default the committed full-mode one in reports/)."""
-    path = Path(path or REPORTS / "comparison.json")
+    path = Path(path or committed_report())
     if not path.exists():
         raise ReportError(f"no report at {path}; run `make report` (about an hour of CPU) or "
                           "`python -m mclab report --only base`")
