@@ -111,7 +111,7 @@ def bootstrap_ci(values, stat=np.mean, n_resamples: int = 2000, level: float = 0
 def bootstrap_p_value(differences: np.ndarray) -> float:
     """Two-sided p of "no difference": twice the smaller share of resamples on either side of 0.
 
-    Matches the percentile interval: p < 1 - level exactly when 0 lies outside it. The +1
+    Agrees with the percentile interval (p < 1 - level about when 0 lies outside it). The +1
     counts the observed data as one resample, so p is never reported as exactly 0.
     """
     below = np.count_nonzero(differences <= 0)
@@ -138,7 +138,8 @@ def paired_bootstrap(values_a, values_b, stat=np.mean, n_resamples: int = 2000,
 
 def as_correct(values, side: str) -> np.ndarray:
     """A bool array of correct answers, refusing anything but 0/1 per item."""
-    (array,) = as_columns(values)
+    # one array of answers, never columns: a tuple of 0/1 is a student's natural input here
+    (array,) = as_columns(np.asarray(values))
     if not np.isin(array, (0, 1)).all():
         raise ValueError(f"correct_{side} must hold 0/1 (or True/False) per item, "
                          f"got values like {np.setdiff1d(array, (0, 1))[:3].tolist()}")

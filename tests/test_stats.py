@@ -33,6 +33,12 @@ def test_mcnemar_exact_p_values_known_by_hand(b, c, expected):
     assert result.difference.estimate == pytest.approx((b - c) / result.n)
 
 
+def test_mcnemar_exact_takes_lists_tuples_and_bools():
+    as_arrays = mcnemar_exact(*make_pairs(6, 1))
+    assert mcnemar_exact(*(tuple(x) for x in make_pairs(6, 1))) == as_arrays
+    assert mcnemar_exact(*(x.astype(bool).tolist() for x in make_pairs(6, 1))) == as_arrays
+
+
 def test_mcnemar_exact_matches_binomtest_on_a_random_case():
     rng = np.random.default_rng(7)
     correct_a, correct_b = rng.random(85) < 0.45, rng.random(85) < 0.35
