@@ -91,7 +91,8 @@ def test_dangling_document_link(tmp_path):
     folder.mkdir()
     doc = {"id": "doc-1", "title": "t", "category": "policy", "text": "x"}
     qa = {"id": "qa-1", "fact_id": "f-1", "doc_id": "doc-9", "question": "q", "answer": "a"}
-    for name, row in (("documents", doc), ("train_qa", qa), ("eval_mc", GOOD)):
+    for name, row in (("documents", doc), ("train_qa", qa), ("eval_mc", GOOD),
+                      ("eval_uncovered_mc", {**GOOD, "fact_id": "uf-1"})):
         (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError, match="names no document"):
         load_scenario("company", tmp_path)
