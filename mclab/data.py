@@ -21,6 +21,9 @@ SCHEMAS: dict[str, dict[str, dict[str, type]]] = {
         "train_qa": {"id": str, "fact_id": str, "doc_id": str, "question": str, "answer": str},
         "eval_mc": {"id": str, "fact_id": str, "doc_id": str, "question": str,
                     "options": list, "answer": int},
+        # Same rules as eval_mc, on facts the documents state but no training Q&A covers.
+        "eval_uncovered_mc": {"id": str, "fact_id": str, "doc_id": str, "question": str,
+                              "options": list, "answer": int},
     },
     "medical": {
         "glossary": {"term": str, "definition": str},
@@ -37,6 +40,8 @@ SCHEMAS: dict[str, dict[str, dict[str, type]]] = {
     },
 }
 SCENARIOS = tuple(SCHEMAS)
+# The company's multiple-choice files: one set of rules for both (see _check_mc_items).
+COMPANY_MC = ("eval_mc", "eval_uncovered_mc")
 
 
 class DataError(ValueError):
@@ -109,14 +114,53 @@ def _check_links(name: str, rows: dict[str, list[dict]], folder: Path) -> None:
                 raise DataError(f"{folder / split}.jsonl:{lineno}: duplicate {key} {row[key]!r}")
             seen.add(row[key])
     if name == "company":
-        doc_ids = {d["id"] for d in rows["documents"]}
-        for split in ("train_qa", "eval_mc"):
-            for lineno, row in enumerate(rows[split], start=1):
-                if row["doc_id"] not in doc_ids:
-                    raise DataError(
-                        f"{folder / split}.jsonl:{lineno}: field 'doc_id' {row['doc_id']!r} "
-                        "names no document in documents.jsonl"
-                    )
+        docs = {d["id"]: d["text"] for d in rows["documents"]}
+        _check_doc_ids("train_qa", rows["train_qa"], docs, folder)
+        for split in COMPANY_MC:
+            _check_mc_items(split, rows[split], docs, folder)
+        _check_uncovered(rows, folder)
+
+
+
+def _check_doc_ids(split: str, items: list[dict], docs: dict[str, str], folder: Path) -> None:
+    for lineno, row in enumerate(items, start=1):
+        if row["doc_id"] not in docs:
+            raise DataError(
+                f"{folder / split}.jsonl:{lineno}: field 'doc_id' {row['doc_id']!r} "
+                "names no document in documents.jsonl"
+            )
+
+
+def _check_mc_items(split: str, items: list[dict], docs: dict[str, str], folder: Path) -> None:
+    """A company multiple-choice item links to a document, and its correct option occurs in
+    that document's text word for word (case-sensitive), so the answer is grounded."""
+    _check_doc_ids(split, items, docs, folder)
+    for lineno, row in enumerate(items, start=1):
+        correct = row["options"][row["answer"]]
+        if correct not in docs[row["doc_id"]]:
+            raise DataError(
+                f"{folder / split}.jsonl:{lineno}: the correct option {correct!r} (answer "
+                f"{row['answer']}) does not occur in document {row['doc_id']!r}. Fix: copy the "
+                "option word for word (same case) from the document, or correct 'answer' or "
+                "'doc_id'."
+            )
+
+
+def _check_uncovered(rows: dict[str, list[dict]], folder: Path) -> None:
+    """eval_uncovered_mc tests facts that no training Q&A and no eval_mc item covers."""
+    used = {}
+    for split in ("train_qa", "eval_mc"):
+        for row in rows[split]:
+            used.setdefault(row["fact_id"], split)
+    for lineno, row in enumerate(rows["eval_uncovered_mc"], start=1):
+        if row["fact_id"] in used:
+            raise DataError(
+                f"{folder / 'eval_uncovered_mc'}.jsonl:{lineno}: fact_id {row['fact_id']!r} is "
+                f"also used in {used[row['fact_id']]}.jsonl, but this file may only test facts "
+                "that no training Q&A or eval_mc item covers. Fix: give the item a new fact id "
+                "(uf-...) for a fact train_qa.jsonl and eval_mc.jsonl do not state, or move it "
+                "to eval_mc.jsonl."
+            )
 
 
 def check_data_dir(data_dir: str | Path | None = None, scenarios=SCENARIOS) -> Path:

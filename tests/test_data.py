@@ -19,7 +19,7 @@ def test_shipped_scenarios_load(name):
 def test_sizes_meet_the_data_card():
     company, medical, local = (load_scenario(n) for n in data.SCENARIOS)
     assert len(company["documents"]) >= 40 and len(company["train_qa"]) >= 150
-    assert len(company["eval_mc"]) >= 60
+    assert len(company["eval_mc"]) >= 60 and len(company["eval_uncovered_mc"]) >= 40
     assert len(medical["glossary"]) >= 150 and len(medical["train_prose"]) >= 60
     assert len(medical["heldout_prose"]) >= 15 and len(medical["eval_mc"]) >= 40
     assert len(medical["general_text"]) >= 15
@@ -36,6 +36,81 @@ def test_company_eval_is_held_out_and_grounded():
         assert item["options"][item["answer"]].lower() in docs[item["doc_id"]], item["id"]
     facts = company["train_qa"]["fact_id"]
     assert min(facts.count(f) for f in set(facts)) >= 3  # at least 3 paraphrases per fact
+
+
+def test_uncovered_eval_tests_facts_no_training_qa_states():
+    """eval_uncovered_mc: facts the documents state but no train_qa row (nor eval_mc) covers,
+    so looking the answer up among the training Q&A cannot find it."""
+    company = load_scenario("company")
+    items = list(company["eval_uncovered_mc"])
+    assert len(items) >= 40
+    docs = {d["id"]: d["text"] for d in company["documents"]}
+    train_answers = company["train_qa"]["answer"]
+    train_questions = set(company["train_qa"]["question"])
+    covered = set(company["train_qa"]["fact_id"]) | set(company["eval_mc"]["fact_id"])
+    eval_correct = {item["options"][item["answer"]] for item in company["eval_mc"]}
+    assert not {item["fact_id"] for item in items} & covered
+    assert len({item["fact_id"] for item in items}) == len(items)  # one item per fact
+    assert len({item["doc_id"] for item in items}) >= 20  # spread over the knowledge base
+    for item in items:
+        correct = item["options"][item["answer"]]
+        assert len(item["options"]) == 4, item["id"]
+        assert correct in docs[item["doc_id"]], item["id"]  # grounded, case-sensitive
+        assert not any(correct in answer for answer in train_answers), item["id"]
+        assert correct not in eval_correct, item["id"]
+        assert item["question"] not in train_questions, item["id"]
+
+
+def test_uncovered_eval_answer_positions_are_balanced():
+    answers = load_scenario("company")["eval_uncovered_mc"]["answer"]
+    for position in range(4):
+        assert 0.15 <= answers.count(position) / len(answers) <= 0.35, position
+
+
+def _broken_company_copy(tmp_path, monkeypatch, split, lineno, change):
+    """A copy of the shipped data with one row of company/<split>.jsonl changed; MCLAB_DATA
+    points at it."""
+    import shutil
+
+    from mclab import config
+
+    copy = tmp_path / "data"
+    shutil.copytree(config.shipped_data_dir(), copy)
+    path = copy / "company" / f"{split}.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    row = json.loads(lines[lineno - 1])
+    change(row)
+    lines[lineno - 1] = json.dumps(row, ensure_ascii=False) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    monkeypatch.setenv("MCLAB_DATA", str(copy))
+    return path
+
+
+def _ungrounded(row):
+    row["options"][row["answer"]] = "an answer no document gives"
+
+
+@pytest.mark.parametrize("split", ["eval_mc", "eval_uncovered_mc"])
+def test_mc_answer_missing_from_its_document_names_file_and_line(tmp_path, monkeypatch, split):
+    path = _broken_company_copy(tmp_path, monkeypatch, split, 5, _ungrounded)
+    with pytest.raises(DataError, match="does not occur in document") as err:
+        load_scenario("company")
+    assert f"{path}:5" in str(err.value)
+
+
+@pytest.mark.parametrize("other", ["train_qa", "eval_mc"])
+def test_uncovered_fact_id_that_overlaps_is_rejected(tmp_path, monkeypatch, other):
+    if other == "train_qa":  # the uncovered item claims a trained fact
+        path = _broken_company_copy(tmp_path, monkeypatch, "eval_uncovered_mc", 7,
+                                    lambda row: row.update(fact_id="f-003"))
+    else:  # an eval_mc item claims the uncovered item's fact
+        _broken_company_copy(tmp_path, monkeypatch, "eval_mc", 1,
+                             lambda row: row.update(fact_id="uf-007"))
+        path = tmp_path / "data" / "company" / "eval_uncovered_mc.jsonl"
+    assert json.loads(path.read_text(encoding="utf-8").splitlines()[6])["id"] == "umc-007"
+    with pytest.raises(DataError, match=f"also used in {other}.jsonl") as err:
+        load_scenario("company")
+    assert f"{path}:7" in str(err.value) and "new fact id" in str(err.value)
 
 
 def test_local_rewrites_use_the_lexicon():
@@ -91,7 +166,8 @@ def test_dangling_document_link(tmp_path):
     folder.mkdir()
     doc = {"id": "doc-1", "title": "t", "category": "policy", "text": "x"}
     qa = {"id": "qa-1", "fact_id": "f-1", "doc_id": "doc-9", "question": "q", "answer": "a"}
-    for name, row in (("documents", doc), ("train_qa", qa), ("eval_mc", GOOD)):
+    for name, row in (("documents", doc), ("train_qa", qa), ("eval_mc", GOOD),
+                      ("eval_uncovered_mc", {**GOOD, "fact_id": "uf-1"})):
         (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError, match="names no document"):
         load_scenario("company", tmp_path)
