@@ -20,6 +20,8 @@ COLUMNS = {
     "family": "branch of the taxonomy (prompting, retrieval, continued pre-training, ...)",
     "trained_on": "the scenario whose data changed the model or prompt ('-' for the base)",
     "company_knowledge": "company multiple-choice accuracy (chance 0.25), higher is better",
+    "company_knowledge_ci": "95% interval of company_knowledge: percentile bootstrap over the "
+                            "questions (2,000 resamples, seed 0)",
     "medical_perplexity": "perplexity on held-out dermatology prose, lower is better; "
                           "null where the weights are the base's (same as the base row)",
     "locality": "local-English rewrite score (style x meaning), higher is better; "
@@ -69,7 +71,8 @@ def ensemble_row(rows: dict) -> dict | None:
     parts = [rows[n] for n in ENSEMBLE]
     return {"method": ENSEMBLE_NAME, "family": "ensembling", "trained_on": "company",
             "company_knowledge": combined.accuracy, "medical_perplexity": None,
-            "locality": None,
+            "locality": None, "company_answers": combined.answers,
+            "company_probs": [p.tolist() for p in combined.probs],
             "trainable_params": sum(r["trainable_params"] for r in parts),
             "train_seconds": sum(r["train_seconds"] for r in parts),
             # members answer one after another, so the largest member's memory is the peak
@@ -77,6 +80,55 @@ def ensemble_row(rows: dict) -> dict | None:
             "ms_per_answer": sum(r["ms_per_answer"] for r in parts),
             "storage_mb": sum(r["storage_mb"] for r in parts),
             "mode": parts[0]["mode"]}
+
+
+def company_correct(row: dict) -> np.ndarray | None:
+    """Per question, whether the row's method answered it right (None: no company score)."""
+    if not row.get("company_probs"):
+        return None
+    return np.array([int(np.argmax(p)) == a
+                     for p, a in zip(row["company_probs"], row["company_answers"])])
+
+
+def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str, str]]:
+    """The pairs the course states verdicts on: every method against the base, then the
+    rules of thumb (LoRA vs full SFT, paraphrases, RAG vs fine-tuning, ensemble vs its best
+    member), each as (challenger, reference) when both rows exist."""
+    pairs = [(n, "base") for n in names if n != "base"]
+    members = [m for m in ENSEMBLE if m in accuracy]
+    if members:
+        pairs.append((ENSEMBLE_NAME, max(members, key=accuracy.get)))
+    pairs += [("LoRA r=16", "full SFT"), ("CPT documents + paraphrases", "CPT documents"),
+              ("RAG (hybrid, k=2)", "full SFT"), ("RAG (hybrid, k=2)", "CPT documents + paraphrases"),
+              ("few-shot (4 similar)", "RAG (hybrid, k=2)")]
+    return [(a, b) for a, b in pairs if a in accuracy and b in accuracy]
+
+
+def company_verdicts(rows: list[dict]) -> list[dict]:
+    """Exact McNemar tests on the same company questions for every stated comparison."""
+    from .stats import mcnemar_exact, verdict
+
+    correct = {r["method"]: c for r in rows if (c := company_correct(r)) is not None}
+    accuracy = {name: float(c.mean()) for name, c in correct.items()}
+    out = []
+    for a, b in comparisons(list(correct), accuracy):
+        test = mcnemar_exact(correct[a], correct[b])
+        out.append({"a": a, "b": b, "metric": "company_knowledge", "n": test.n,
+                    "a_only": test.b, "b_only": test.c, "p_value": test.p_value,
+                    "difference": test.difference.estimate,
+                    "difference_ci": [test.difference.low, test.difference.high],
+                    "verdict": verdict(test, names=(a, b))})
+    return out
+
+
+def with_intervals(row: dict) -> dict:
+    from .stats import bootstrap_ci
+
+    correct = company_correct(row)
+    if correct is None:
+        return row
+    ci = bootstrap_ci(correct.astype(float))
+    return {**row, "company_knowledge_ci": [ci.low, ci.high]}
 
 
 def write_report(out: Path) -> dict:
@@ -88,12 +140,13 @@ def write_report(out: Path) -> dict:
     rows = list(done.values())
     if (ens := ensemble_row(done)) is not None:
         rows.append(ens)
+    rows = [with_intervals(r) for r in rows]
     table = [{col: r.get(col) for col in COLUMNS} for r in rows]
     settings = get_settings()
     report = {"mode": settings.mode, "generated": datetime.now(timezone.utc).isoformat(
         timespec="seconds"), "cpus": os.cpu_count(), "threads": settings.threads,
         "company_items": max((len(r.get("company_probs", [])) for r in rows), default=0),
-        "columns": COLUMNS, "rows": table}
+        "columns": COLUMNS, "rows": table, "verdicts": company_verdicts(rows)}
     write_json_atomic(out / "comparison.json", report)
     write_text_atomic(out / "comparison.md", markdown_table(report))
     if table:
@@ -111,6 +164,8 @@ def write_report(out: Path) -> dict:
 def _fmt(value, col: str) -> str:
     if value is None:
         return "-"
+    if col == "company_knowledge_ci":
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
     if col in ("trainable_params",):
         return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value:,}"
     if isinstance(value, float):
@@ -124,6 +179,10 @@ def markdown_table(report: dict) -> str:
              f"{report['generated']})", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in report["rows"]]
+    if report.get("verdicts"):
+        lines += ["", f"Paired verdicts on the {report['company_items']} company questions "
+                      "(exact McNemar test, alpha 0.05):", ""]
+        lines += [f"- {v['verdict']}" for v in report["verdicts"]]
     lines += ["", "Columns:", ""] + [f"- `{c}`: {d}" for c, d in report["columns"].items()]
     return "\n".join(lines) + "\n"
 

@@ -57,6 +57,25 @@ def test_write_report_adds_the_ensemble_and_writes_every_file(out):
     assert not list(out.rglob("*.tmp*"))
 
 
+def test_scores_carry_intervals_and_comparisons_are_paired_tests(out):
+    result = report.write_report(out)
+    rows = {r["method"]: r for r in result["rows"]}
+    for name in ("base", "full SFT", "LoRA r=16"):  # 2 of 3 right, from their probabilities
+        low, high = rows[name]["company_knowledge_ci"]
+        assert 0 <= low < 2 / 3 < high <= 1
+    assert rows["RAG (hybrid, k=2)"]["company_knowledge_ci"] == [1.0, 1.0]  # 3 of 3 right
+    tests = {(v["a"], v["b"]): v for v in result["verdicts"]}
+    # per item, right/wrong: LoRA [1, 1, 0], full SFT [1, 0, 1]: one discordant item each way
+    lora = tests[("LoRA r=16", "full SFT")]
+    assert (lora["a_only"], lora["b_only"], lora["p_value"]) == (1, 1, 1.0)
+    assert lora["verdict"].startswith("cannot tell LoRA r=16 from full SFT on 3 items")
+    assert ("full SFT", "base") in tests and ("RAG (hybrid, k=2)", "full SFT") in tests
+    # the ensemble is compared with its best member, here RAG (3 of 3)
+    assert (report.ENSEMBLE_NAME, "RAG (hybrid, k=2)") in tests
+    md = (out / "comparison.md").read_text()
+    assert "Paired verdicts on the 3 company questions" in md and "cannot tell" in md
+
+
 def test_a_row_from_the_other_mode_is_not_reused(out, monkeypatch):
     assert report.load_row(out, "base") is not None
     other = "full" if get_settings().quick else "quick"
