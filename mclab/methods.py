@@ -8,7 +8,6 @@ Each `run_*` returns one row of the comparison (`mclab.report_table.COLUMNS`); t
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -47,16 +46,27 @@ class Context:
 
 # --------------------------------------------------------------------------- scoring
 
-def score(ctx: Context, model, tokenizer, parts=("company", "medical", "locality"),
+def score(ctx: Context, model, tokenizer, parts=("company", "uncovered", "medical", "locality"),
           **kwargs) -> dict:
-    """The shared evals for one model as a report row; prompts and contexts are the method's."""
+    """The shared evals for one model as a report row; prompts and contexts are the method's.
+
+    Per-item results are kept (answers, option probabilities, locality per sentence and the
+    rewrites), so intervals and paired tests come from the rows without rerunning a method.
+    """
     from .scorecard import score_model
 
     card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts, **kwargs)
-    return {"company_knowledge": card.company_knowledge, "ms_per_answer": card.ms_per_answer,
-            "company_probs": [p.tolist() for p in card.company.probs],
-            "company_answers": card.company.answers,
-            "medical_perplexity": card.medical_perplexity, "locality": card.locality}
+    row = {"company_knowledge": card.company_knowledge, "ms_per_answer": card.ms_per_answer,
+           "company_uncovered": card.company_uncovered,
+           "medical_perplexity": card.medical_perplexity, "locality": card.locality}
+    for key, result in (("company", card.company), ("uncovered", card.uncovered)):
+        if result is not None:
+            row[f"{key}_probs"] = [p.tolist() for p in result.probs]
+            row[f"{key}_answers"] = result.answers
+    if card.local is not None:
+        row.update(locality_items=card.local.item_scores, local_outputs=card.local.outputs,
+                   style_rate=card.local.style_rate, meaning=card.local.meaning)
+    return row
 
 
 def saved_mb(save: Callable[[Path], object]) -> float:
@@ -99,7 +109,7 @@ def run_prompt_engineering(ctx):
     hints = frequent_local_phrases(list(ctx.local["rewrites_train"]), ctx.sets["lexicon"],
                                    n=recipes.PROMPT_ENGINEERING.hint_phrases)
     prompts = [engineered_local_prompt(s, hints) for s in ctx.sets["local_eval"]["neutral"]]
-    return untrained(score(ctx, model, tok, ("company", "locality"),
+    return untrained(score(ctx, model, tok, ("company", "uncovered", "locality"),
                            company_system=COMPANY_ROLE, local_prompts=prompts,
                            local_system=LOCAL_ROLE))
 
@@ -111,14 +121,14 @@ def run_few_shot(ctx):
     model, tok = ctx.base()
     qa_rows = list(ctx.company["train_qa"])
     qa = ExampleSelector([r["question"] for r in qa_rows], ctx.embedder)
-    contexts = few_shot_contexts(qa, qa_rows, [it["question"] for it in ctx.sets["company_mc"]],
-                                 recipe.shots, recipe.strategy)
     pool = list(ctx.local["rewrites_train"])
     rewrites = ExampleSelector([r["neutral"] for r in pool], ctx.embedder)
     prompts = local_few_shot_prompts(list(ctx.sets["local_eval"]["neutral"]), pool, rewrites,
                                      recipe.shots, recipe.strategy)
-    return untrained(score(ctx, model, tok, ("company", "locality"), company_contexts=contexts,
-                           local_prompts=prompts))
+    return untrained(score(
+        ctx, model, tok, ("company", "uncovered", "locality"), local_prompts=prompts,
+        company_context=lambda qs: few_shot_contexts(qa, qa_rows, qs, recipe.shots,
+                                                     recipe.strategy)))
 
 
 def run_rag(ctx):
@@ -130,14 +140,12 @@ def run_rag(ctx):
                              overlap=recipe.overlap)
     index = DenseIndex.build(chunks, ctx.embedder)
     retriever = make_retriever(recipe.retriever, chunks, ctx.embedder, index)
-    items = list(ctx.sets["company_mc"])
-    start = time.perf_counter()
-    retrieved = retriever.retrieve([it["question"] for it in items], recipe.k)
-    retrieval_ms = 1000 * (time.perf_counter() - start) / len(items)
-    contexts = [build_context(ids, chunks) for ids in retrieved]
-    row = score(ctx, model, tok, ("company",), company_contexts=contexts,
+
+    def context(questions):  # retrieval is timed with the answer it serves
+        return [build_context(ids, chunks) for ids in retriever.retrieve(questions, recipe.k)]
+
+    row = score(ctx, model, tok, ("company", "uncovered"), company_context=context,
                 company_system=RAG_SYSTEM)
-    row["ms_per_answer"] += retrieval_ms
     return untrained(row, storage_mb=saved_mb(index.save))
 
 
@@ -233,6 +241,12 @@ def _local_sft(ctx):
     return training_costs(sft), sft.model.merge_and_unload(), tok
 
 
+def run_local_sft(ctx):
+    """The start of DPO and GRPO, scored alone: what the RL rows are compared with."""
+    sft_costs, sft_model, tok = _local_sft(ctx)
+    return {**score(ctx, sft_model, tok), **sft_costs}
+
+
 def _after_sft(row: dict, sft_costs: dict) -> dict:
     """An RL row's cost includes the SFT adapter it starts from (trained and stored too)."""
     return {**row, **{cost: row[cost] + value for cost, value in sft_costs.items()}}
@@ -277,6 +291,7 @@ METHODS = [
     Method("full SFT", "supervised fine-tuning", "company", run_full_sft),
     Method("LoRA r=16", "parameter-efficient", "company", run_lora),
     Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix),
+    Method("local SFT (LoRA)", "supervised fine-tuning", "local", run_local_sft),
     Method("SFT + DPO", "reinforcement fine-tuning", "local", run_dpo),
     Method("SFT + GRPO", "reinforcement fine-tuning", "local", run_grpo),
 ]

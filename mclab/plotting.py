@@ -82,6 +82,10 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
             x = 1 + (r.get(cost) or 0)
             ax.scatter(x, r[metric], s=30 + (r.get("peak_memory_mb") or 0) / 15,
                        color=f"C{i % 10}", alpha=0.8, edgecolor="k", lw=0.5)
+            if r.get(f"{metric}_ci"):  # the 95% interval over items
+                low, high = r[f"{metric}_ci"]
+                ax.errorbar(x, r[metric], yerr=[[r[metric] - low], [high - r[metric]]],
+                            color=f"C{i % 10}", lw=1, capsize=2)
             ax.annotate(r["method"], (x, r[metric]), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")
         base = next((r[metric] for r in rows if r["method"] == "base"), None)
@@ -93,6 +97,7 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
         ax.set_xlabel(f"1 + {cost.replace('_', ' ')} (log scale)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle("Quality vs training cost (marker size: peak memory)", fontsize=11)
+    fig.suptitle("Quality vs training cost (marker size: peak memory; bars: 95% intervals)",
+                 fontsize=11)
     fig.tight_layout()
     return fig

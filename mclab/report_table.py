@@ -22,10 +22,16 @@ COLUMNS = {
     "company_knowledge": "company multiple-choice accuracy (chance 0.25), higher is better",
     "company_knowledge_ci": "95% interval of company_knowledge: percentile bootstrap over the "
                             "questions (2,000 resamples, seed 0)",
+    "company_uncovered": "company multiple-choice accuracy on facts that the documents state "
+                         "but no training Q&A covers (eval_uncovered_mc.jsonl), higher is better",
+    "company_uncovered_ci": "95% interval of company_uncovered (bootstrap, as above)",
     "medical_perplexity": "perplexity on held-out dermatology prose, lower is better; "
                           "null where the weights are the base's (same as the base row)",
     "locality": "local-English rewrite score (style x meaning), higher is better; "
                 "null where the method has no rewrite variant",
+    "locality_ci": "95% interval of locality: percentile bootstrap over the sentences",
+    "style_rate": "share of rewrites that use a phrase of the local lexicon",
+    "meaning": "mean cosine similarity of the rewrites to the reference rewrites",
     "trainable_params": "parameters the method trained (0: none)",
     "train_seconds": "wall seconds of training (0: none)",
     "peak_memory_mb": "peak resident memory of the whole method's process, MB",
@@ -82,12 +88,13 @@ def ensemble_row(rows: dict) -> dict | None:
             "mode": parts[0]["mode"]}
 
 
-def company_correct(row: dict) -> np.ndarray | None:
-    """Per question, whether the row's method answered it right (None: no company score)."""
-    if not row.get("company_probs"):
+def correct_items(row: dict, key: str = "company") -> np.ndarray | None:
+    """Per question of `key`'s eval, whether the row's method answered it right (None: not
+    scored)."""
+    if not row.get(f"{key}_probs"):
         return None
     return np.array([int(np.argmax(p)) == a
-                     for p, a in zip(row["company_probs"], row["company_answers"])])
+                     for p, a in zip(row[f"{key}_probs"], row[f"{key}_answers"])])
 
 
 def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str, str]]:
@@ -104,31 +111,48 @@ def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str,
     return [(a, b) for a, b in pairs if a in accuracy and b in accuracy]
 
 
-def company_verdicts(rows: list[dict]) -> list[dict]:
-    """Exact McNemar tests on the same company questions for every stated comparison."""
-    from .stats import mcnemar_exact, verdict
+def paired_verdicts(rows: list[dict]) -> list[dict]:
+    """Every stated comparison as a paired test on the same items: exact McNemar for the
+    company accuracies, paired bootstrap for locality (sentence by sentence)."""
+    from .stats import mcnemar_exact, paired_bootstrap, verdict
 
-    correct = {r["method"]: c for r in rows if (c := company_correct(r)) is not None}
-    accuracy = {name: float(c.mean()) for name, c in correct.items()}
     out = []
-    for a, b in comparisons(list(correct), accuracy):
-        test = mcnemar_exact(correct[a], correct[b])
-        out.append({"a": a, "b": b, "metric": "company_knowledge", "n": test.n,
-                    "a_only": test.b, "b_only": test.c, "p_value": test.p_value,
-                    "difference": test.difference.estimate,
-                    "difference_ci": [test.difference.low, test.difference.high],
-                    "verdict": verdict(test, names=(a, b))})
+    for key, metric in (("company", "company_knowledge"), ("uncovered", "company_uncovered")):
+        correct = {r["method"]: c for r in rows if (c := correct_items(r, key)) is not None}
+        accuracy = {name: float(c.mean()) for name, c in correct.items()}
+        for a, b in comparisons(list(correct), accuracy):
+            test = mcnemar_exact(correct[a], correct[b])
+            out.append({"a": a, "b": b, "metric": metric, "test": "exact McNemar",
+                        "n": test.n, "a_only": test.b, "b_only": test.c,
+                        "p_value": test.p_value, "difference": test.difference.estimate,
+                        "difference_ci": [test.difference.low, test.difference.high],
+                        "verdict": verdict(test, names=(a, b))})
+    local = {r["method"]: np.array(r["locality_items"]) for r in rows if r.get("locality_items")}
+    for a in local:
+        for b in [m for m in ("base", "local SFT (LoRA)") if m in local and m != a]:
+            if b == "local SFT (LoRA)" and not a.startswith("SFT +"):
+                continue  # RL rows are compared with the SFT model they start from
+            test = paired_bootstrap(local[a], local[b])
+            out.append({"a": a, "b": b, "metric": "locality", "test": "paired bootstrap",
+                        "n": test.n, "p_value": test.p_value,
+                        "difference": test.difference.estimate,
+                        "difference_ci": [test.difference.low, test.difference.high],
+                        "verdict": verdict(test, names=(a, b))})
     return out
 
 
 def with_intervals(row: dict) -> dict:
     from .stats import bootstrap_ci
 
-    correct = company_correct(row)
-    if correct is None:
-        return row
-    ci = bootstrap_ci(correct.astype(float))
-    return {**row, "company_knowledge_ci": [ci.low, ci.high]}
+    row = dict(row)
+    for key, metric in (("company", "company_knowledge"), ("uncovered", "company_uncovered")):
+        if (correct := correct_items(row, key)) is not None:
+            ci = bootstrap_ci(correct.astype(float))
+            row[f"{metric}_ci"] = [ci.low, ci.high]
+    if row.get("locality_items"):
+        ci = bootstrap_ci(np.array(row["locality_items"]))
+        row["locality_ci"] = [ci.low, ci.high]
+    return row
 
 
 def write_report(out: Path) -> dict:
@@ -146,7 +170,7 @@ def write_report(out: Path) -> dict:
     report = {"mode": settings.mode, "generated": datetime.now(timezone.utc).isoformat(
         timespec="seconds"), "cpus": os.cpu_count(), "threads": settings.threads,
         "company_items": max((len(r.get("company_probs", [])) for r in rows), default=0),
-        "columns": COLUMNS, "rows": table, "verdicts": company_verdicts(rows)}
+        "columns": COLUMNS, "rows": table, "verdicts": paired_verdicts(rows)}
     write_json_atomic(out / "comparison.json", report)
     write_text_atomic(out / "comparison.md", markdown_table(report))
     if table:
@@ -164,12 +188,13 @@ def write_report(out: Path) -> dict:
 def _fmt(value, col: str) -> str:
     if value is None:
         return "-"
-    if col == "company_knowledge_ci":
+    if col.endswith("_ci"):
         return f"[{value[0]:.3f}, {value[1]:.3f}]"
     if col in ("trainable_params",):
         return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.3f}" if col in ("company_knowledge", "locality") else f"{value:,.1f}"
+        return f"{value:.3f}" if col in ("company_knowledge", "company_uncovered", "locality",
+                                         "style_rate", "meaning") else f"{value:,.1f}"
     return str(value)
 
 
@@ -180,9 +205,9 @@ def markdown_table(report: dict) -> str:
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in report["rows"]]
     if report.get("verdicts"):
-        lines += ["", f"Paired verdicts on the {report['company_items']} company questions "
-                      "(exact McNemar test, alpha 0.05):", ""]
-        lines += [f"- {v['verdict']}" for v in report["verdicts"]]
+        lines += ["", "Paired verdicts on the same items (alpha 0.05; exact McNemar for "
+                      "accuracies, paired bootstrap for locality):", ""]
+        lines += [f"- {v['metric']}: {v['verdict']}" for v in report["verdicts"]]
     lines += ["", "Columns:", ""] + [f"- `{c}`: {d}" for c, d in report["columns"].items()]
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -39,6 +40,7 @@ def eval_sets() -> dict:
     company, medical, local = (load_scenario(n) for n in ("company", "medical", "local"))
     return {
         "company_mc": subset(company["eval_mc"], eval_size("company")),
+        "company_uncovered": subset(company["eval_uncovered_mc"], eval_size("company")),
         "medical_mc": subset(medical["eval_mc"], eval_size("medical_mc")),
         "medical_heldout": subset(medical["heldout_prose"], eval_size("prose")),
         "general_text": subset(medical["general_text"], eval_size("prose")),
@@ -63,6 +65,7 @@ class VariantResult:
     ms_per_answer: float
     outputs: list = field(default_factory=list, repr=False)
     meaning: float | None = None
+    item_scores: list[float] = field(default_factory=list, repr=False)  # for paired tests
 
     def row(self) -> dict:
         return {"variant": self.name, "score": round(self.score, 3),
@@ -95,12 +98,13 @@ def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts=None, syst
     ms = 1000 * (time.perf_counter() - start) / len(prompts)
     outputs = [g.text for g in gens]
     loc = locality_score(outputs, list(eval_rows["local"]), lexicon, embedder)
+    items = [float(bool(h)) * sim for h, sim in zip(loc.hits, loc.similarities)]
     return VariantResult(name, loc.score, loc.style_rate,
                          float(np.mean([g.prompt_tokens for g in gens])), ms, outputs,
-                         loc.meaning)
+                         loc.meaning, items)
 
 
-PARTS = ("company", "medical", "locality")
+PARTS = ("company", "uncovered", "medical", "locality")
 
 
 @dataclass
@@ -108,6 +112,7 @@ class Scorecard:
     """One model's numbers on the shared evals (None: that part was not scored)."""
 
     company_knowledge: float | None = None  # multiple-choice accuracy
+    company_uncovered: float | None = None  # same, on facts no training Q&A covers
     medical_knowledge: float | None = None  # term-definition multiple-choice accuracy
     medical_perplexity: float | None = None  # on held-out dermatology prose
     general_perplexity: float | None = None  # on general text (forgetting shows up here)
@@ -117,22 +122,26 @@ class Scorecard:
     ms_per_answer: float | None = None  # milliseconds per company question
     seconds: float = 0.0  # wall time of the whole scoring
     company: KnowledgeResult | None = field(default=None, repr=False)  # per-item answers
+    uncovered: KnowledgeResult | None = field(default=None, repr=False)
+    local: VariantResult | None = field(default=None, repr=False)  # outputs, per-item scores
     samples: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("samples", "company") and v is not None}
+                if k not in ("samples", "company", "uncovered", "local") and v is not None}
 
 
 def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
-                company_contexts=None, company_system: str | None = KNOWLEDGE_SYSTEM,
+                company_context: Callable[[list[str]], list] | None = None,
+                company_system: str | None = KNOWLEDGE_SYSTEM,
                 local_prompts=None, local_system: str | None = None,
                 parts=PARTS) -> Scorecard:
     """Score a model on the shared evals: the one scorer of notebooks, report and tests.
 
-    A method that changes what the model reads passes its own company contexts (retrieved
-    passages, examples) and system prompt, or its own rewrite prompts; `parts` leaves out
-    what a method does not change (a prompt does not change perplexity).
+    A method that changes what the model reads passes its own `company_context` (a function
+    from questions to context passages: retrieval, examples; timed as part of each answer)
+    and system prompt, or its own rewrite prompts; `parts` leaves out what a method does not
+    change (a prompt does not change perplexity).
     """
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -140,22 +149,31 @@ def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
     sets = sets or eval_sets()
     card = Scorecard()
     start = time.perf_counter()
+
+    def knowledge(items):
+        questions = [it["question"] for it in items]
+        contexts = company_context(questions) if company_context else None
+        return knowledge_score(model, tokenizer, items, contexts, system=company_system)
+
     if "company" in parts:
         items = list(sets["company_mc"])
         t0 = time.perf_counter()
-        card.company = knowledge_score(model, tokenizer, items, company_contexts,
-                                       system=company_system)
+        card.company = knowledge(items)
         card.ms_per_answer = 1000 * (time.perf_counter() - t0) / len(items)
         card.company_knowledge = card.company.accuracy
+    if "uncovered" in parts:
+        card.uncovered = knowledge(list(sets["company_uncovered"]))
+        card.company_uncovered = card.uncovered.accuracy
     if "medical" in parts:
         card.medical_knowledge = knowledge_score(model, tokenizer, sets["medical_mc"]).accuracy
         card.medical_perplexity = perplexity(model, tokenizer, sets["medical_heldout"]["text"])
         card.general_perplexity = perplexity(model, tokenizer, sets["general_text"]["text"])
     if "locality" in parts:
         local_eval = sets["local_eval"]
-        res = run_local(model, tokenizer, embedder, local_eval, sets["lexicon"], local_prompts,
-                        local_system)
-        card.locality, card.style_rate, card.meaning = res.score, res.style_rate, res.meaning
-        card.samples = list(zip(local_eval["neutral"], res.outputs))
+        card.local = run_local(model, tokenizer, embedder, local_eval, sets["lexicon"],
+                               local_prompts, local_system)
+        card.locality, card.style_rate = card.local.score, card.local.style_rate
+        card.meaning = card.local.meaning
+        card.samples = list(zip(local_eval["neutral"], card.local.outputs))
     card.seconds = time.perf_counter() - start
     return card

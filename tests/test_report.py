@@ -73,7 +73,7 @@ def test_scores_carry_intervals_and_comparisons_are_paired_tests(out):
     # the ensemble is compared with its best member, here RAG (3 of 3)
     assert (report.ENSEMBLE_NAME, "RAG (hybrid, k=2)") in tests
     md = (out / "comparison.md").read_text()
-    assert "Paired verdicts on the 3 company questions" in md and "cannot tell" in md
+    assert "Paired verdicts on the same items" in md and "company_knowledge: cannot tell" in md
 
 
 def test_a_row_from_the_other_mode_is_not_reused(out, monkeypatch):
@@ -190,3 +190,23 @@ def test_a_crashing_method_does_not_stop_the_others(tmp_path, monkeypatch):
     assert [r["method"] for r in written["rows"]] == ["base", "full SFT"]
     assert written["rows"][0]["peak_memory_mb"] == 1234.0  # the parent's measurement wins
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_locality_and_uncovered_rows_get_intervals_and_paired_tests(out):
+    """Rows that kept per-item results: the uncovered facts and the locality per sentence."""
+    for name, items in (("base", [0.0, 0.2, 0.0, 0.1]), ("full SFT", [0.6, 0.7, 0.5, 0.9])):
+        path = out / "rows" / f"{report.slug(name)}.json"
+        row = json.loads(path.read_text())
+        row.update(locality_items=items, uncovered_probs=row["company_probs"],
+                   uncovered_answers=row["company_answers"])
+        write_json_atomic(path, row)
+    result = report.write_report(out)
+    rows = {r["method"]: r for r in result["rows"]}
+    low, high = rows["full SFT"]["locality_ci"]
+    assert 0.5 <= low <= 0.675 <= high <= 0.9
+    tests = {(v["metric"], v["a"], v["b"]): v for v in result["verdicts"]}
+    loc = tests[("locality", "full SFT", "base")]
+    assert loc["test"] == "paired bootstrap" and loc["difference"] == pytest.approx(0.6)
+    assert loc["difference_ci"][0] > 0  # every sentence improved
+    assert ("company_uncovered", "full SFT", "base") in tests
+    assert rows["full SFT"]["company_uncovered_ci"] is not None
