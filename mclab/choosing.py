@@ -8,7 +8,8 @@ import math
 import pandas as pd
 
 # metric -> higher is better?
-QUALITY = {"company_knowledge": True, "medical_perplexity": False, "locality": True}
+QUALITY = {"company_knowledge": True, "company_uncovered": True, "medical_perplexity": False,
+           "locality": True}
 COSTS = ("train_seconds", "peak_memory_mb", "ms_per_answer", "storage_mb", "trainable_params")
 
 
@@ -57,14 +58,32 @@ def best_within(table: pd.DataFrame, metric: str, budgets: dict | None = None) -
 
 
 def cheapest_gain(table: pd.DataFrame, metric: str, cost: str = "train_seconds",
-                  min_gain: float = 0.0) -> str | None:
-    """Among methods that beat the base on `metric` by more than `min_gain`, the one with
-    the lowest `cost` (`min_gain`: the eval's noise, so a one-question win does not count)."""
+                  min_gain: float = 0.0, winners=None) -> str | None:
+    """Among methods that beat the base on `metric`, the one with the lowest `cost`.
+
+    `winners`: the methods a paired test found better than the base (`paired_winners`);
+    without it, every method whose gain exceeds `min_gain` counts.
+    """
     gains = gains_over_base(table, metric)
-    winners = gains[gains > min_gain].index
-    if not len(winners):
+    better = gains[gains > min_gain].index
+    if winners is not None:
+        better = [m for m in better if m in set(winners)]
+    if not len(better):
         return None
-    return str(table.loc[winners, cost].astype(float).idxmin())
+    return str(table.loc[list(better), cost].astype(float).idxmin())
+
+
+def find_verdict(verdicts: list[dict], a: str, b: str, metric: str) -> dict | None:
+    """The report's paired test of `a` against `b` on `metric` (None if not run)."""
+    return next((v for v in verdicts if (v["a"], v["b"], v["metric"]) == (a, b, metric)), None)
+
+
+def paired_winners(verdicts: list[dict], metric: str, against: str = "base",
+                   alpha: float = 0.05) -> list[str]:
+    """The methods the paired test found better than `against` on `metric` (p < alpha)."""
+    sign = 1 if QUALITY.get(metric, True) else -1
+    return [v["a"] for v in verdicts if v["metric"] == metric and v["b"] == against
+            and v["p_value"] < alpha and sign * v["difference"] > 0]
 
 
 def choice_panel(table: pd.DataFrame):
