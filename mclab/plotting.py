@@ -84,8 +84,7 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
                        color=f"C{i % 10}", alpha=0.8, edgecolor="k", lw=0.5)
             if r.get(f"{metric}_ci"):  # the 95% interval over items
                 low, high = r[f"{metric}_ci"]
-                ax.errorbar(x, r[metric], yerr=[[r[metric] - low], [high - r[metric]]],
-                            color=f"C{i % 10}", lw=1, capsize=2)
+                ax.vlines(x, low, high, color=f"C{i % 10}", lw=1.2)
             ax.annotate(r["method"], (x, r[metric]), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")
         base = next((r[metric] for r in rows if r["method"] == "base"), None)

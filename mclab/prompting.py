@@ -75,7 +75,9 @@ class ExampleSelector:
                                                  convert_to_numpy=True, show_progress_bar=False)
         return self._vectors
 
-    def select(self, queries, k: int, strategy: str = "similar", seed: int = 0) -> list[list[int]]:
+    def select(self, queries, k: int, strategy: str = "similar", seed: int = 0,
+               exclude: list[set[int]] | None = None) -> list[list[int]]:
+        """`k` pool indices per query; `exclude[i]`: pool rows query i may not use."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown selection strategy {strategy!r}; choose one of "
                              f"{', '.join(STRATEGIES)}")
@@ -85,14 +87,18 @@ class ExampleSelector:
         queries = list(queries)
         if k == 0:
             return [[] for _ in queries]
+        exclude = exclude or [set() for _ in queries]
         if strategy == "random":
-            return [random.Random(seed * 100_003 + i).sample(range(len(self.pool_texts)), k)
+            return [random.Random(seed * 100_003 + i).sample(
+                        [j for j in range(len(self.pool_texts)) if j not in exclude[i]], k)
                     for i in range(len(queries))]
         if self.embedder is None:
             raise ValueError("'similar' selection needs an embedder (load_embedder())")
         q = self.embedder.encode(queries, normalize_embeddings=True, convert_to_numpy=True,
                                  show_progress_bar=False)
         sims = q @ self._pool_vectors().T
+        for i, banned in enumerate(exclude):
+            sims[i, list(banned)] = -np.inf
         top = np.argsort(-sims, axis=1)[:, :k]
         return [[int(i) for i in row[::-1]] for row in top]  # best match last
 
@@ -188,12 +194,22 @@ def qa_examples_context(examples: list[tuple[str, str]]) -> str:
 
 
 def few_shot_contexts(selector: ExampleSelector, qa_rows, questions, shots: int,
-                      strategy: str = "similar", seed: int = 0) -> list[str]:
+                      strategy: str = "similar", seed: int = 0, facts=None) -> list[str]:
     """For each question, `shots` training Q/A pairs (random or most similar) as a context
-    (None for 0 shots: the question alone)."""
+    (None for 0 shots: the question alone).
+
+    With `facts` (each question's `fact_id`), examples about the question's own fact are
+    never chosen: the shots then show the format, not the answer.
+    """
     if shots == 0:
         return [None] * len(list(questions))
-    chosen = selector.select(list(questions), shots, strategy, seed)
+    exclude = None
+    if facts is not None:
+        by_fact: dict = {}
+        for j, row in enumerate(qa_rows):
+            by_fact.setdefault(row["fact_id"], set()).add(j)
+        exclude = [by_fact.get(f, set()) for f in facts]
+    chosen = selector.select(list(questions), shots, strategy, seed, exclude)
     return [qa_examples_context([(qa_rows[i]["question"], qa_rows[i]["answer"]) for i in ids])
             for ids in chosen]
 

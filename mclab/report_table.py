@@ -107,7 +107,8 @@ def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str,
         pairs.append((ENSEMBLE_NAME, max(members, key=accuracy.get)))
     pairs += [("LoRA r=16", "full SFT"), ("CPT documents + paraphrases", "CPT documents"),
               ("RAG (hybrid, k=2)", "full SFT"), ("RAG (hybrid, k=2)", "CPT documents + paraphrases"),
-              ("few-shot (4 similar)", "RAG (hybrid, k=2)")]
+              ("retrieval over training Q&A (k=4)", "RAG (hybrid, k=2)"),
+              ("few-shot (4 other facts)", "prompt engineering")]
     return [(a, b) for a, b in pairs if a in accuracy and b in accuracy]
 
 

@@ -132,14 +132,14 @@ class Scorecard:
 
 
 def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
-                company_context: Callable[[list[str]], list] | None = None,
+                company_context: Callable[[list[dict]], list] | None = None,
                 company_system: str | None = KNOWLEDGE_SYSTEM,
                 local_prompts=None, local_system: str | None = None,
                 parts=PARTS) -> Scorecard:
     """Score a model on the shared evals: the one scorer of notebooks, report and tests.
 
     A method that changes what the model reads passes its own `company_context` (a function
-    from questions to context passages: retrieval, examples; timed as part of each answer)
+    from eval items to context passages: retrieval, examples; timed as part of each answer)
     and system prompt, or its own rewrite prompts; `parts` leaves out what a method does not
     change (a prompt does not change perplexity).
     """
@@ -151,8 +151,7 @@ def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
     start = time.perf_counter()
 
     def knowledge(items):
-        questions = [it["question"] for it in items]
-        contexts = company_context(questions) if company_context else None
+        contexts = company_context(items) if company_context else None
         return knowledge_score(model, tokenizer, items, contexts, system=company_system)
 
     if "company" in parts:

@@ -136,7 +136,7 @@ def test_context_builders():
             return [[0, 2][:k] for _ in queries]
 
     class Selector:
-        def select(self, queries, k, strategy, seed=0):
+        def select(self, queries, k, strategy, seed=0, exclude=None):
             return [[1] * k for _ in queries]
 
     items = [{"question": "q1"}, {"question": "q2"}]

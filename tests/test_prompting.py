@@ -31,6 +31,23 @@ def test_similar_selection_finds_the_near_duplicate(embedder):
     assert len(ids) == 2
 
 
+def test_true_few_shot_never_shows_the_questions_own_fact(embedder):
+    """Excluding a fact's own Q&A turns retrieval of the answer into examples of the format."""
+    from mclab.prompting import few_shot_contexts
+
+    qa = [{"fact_id": "f1", "question": "When did the shop open?", "answer": "In 1987."},
+          {"fact_id": "f1", "question": "What year did the shop open?", "answer": "1987."},
+          {"fact_id": "f2", "question": "Who runs the warehouse?", "answer": "Ida Quill."},
+          {"fact_id": "f3", "question": "How long is the warranty?", "answer": "Two years."}]
+    selector = ExampleSelector([r["question"] for r in qa], embedder)
+    question = ["In which year did the shop first open?"]
+    similar = few_shot_contexts(selector, qa, question, 2)[0]
+    other = few_shot_contexts(selector, qa, question, 2, facts=["f1"])[0]
+    assert "1987" in similar and "1987" not in other
+    assert "Ida Quill" in other and "Two years" in other
+    assert "1987" not in few_shot_contexts(selector, qa, question, 2, "random", facts=["f1"])[0]
+
+
 def test_random_selection_is_seeded_and_varies_per_query():
     selector = ExampleSelector([str(i) for i in range(50)])
     a = selector.select(["q1", "q2"], 4, "random", seed=3)
