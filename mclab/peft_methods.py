@@ -193,35 +193,26 @@ def peft_panel(model, sweep=None):
     import ipywidgets as w
     from IPython.display import display
 
-    rank = w.IntSlider(value=8, min=0, max=64, description="rank r")
-    alpha = w.FloatSlider(value=16, min=0, max=128, step=1, description="alpha")
-    tokens = w.IntSlider(value=16, min=0, max=64, description="virtual tokens")
-    targets = w.Dropdown(options=list(LORA_TARGETS), value="attention (q, v)",
-                         description="targets")
-    out = w.Output()
+    from .widgets import panel
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                costs = adapter_costs(model, rank.value, alpha.value, tokens.value,
-                                      LORA_TARGETS[targets.value])
-            except ValueError as err:
-                print(f"⚠ {err}")
-                return
-            for key, value in costs.items():
-                print(f"{key:>32}: {value:,}" if isinstance(value, int) else
-                      f"{key:>32}: {value}")
-            if sweep is not None:
-                print("\nmeasured in this notebook (validation loss, lower is better):")
-                display(sweep)
+    controls = {
+        "rank": w.IntSlider(value=8, min=0, max=64, description="rank r"),
+        "alpha": w.FloatSlider(value=16, min=0, max=128, step=1, description="alpha"),
+        "tokens": w.IntSlider(value=16, min=0, max=64, description="virtual tokens"),
+        "targets": w.Dropdown(options=list(LORA_TARGETS), value="attention (q, v)",
+                              description="targets"),
+    }
 
-    for widget in (rank, alpha, tokens, targets):
-        widget.observe(run, names="value")
-    panel = w.VBox([w.HBox([rank, alpha]), w.HBox([tokens, targets]), out])
-    display(panel)
-    run()
-    return panel
+    def render(costs, _values):
+        for key, value in costs.items():
+            print(f"{key:>32}: {value:,}" if isinstance(value, int) else f"{key:>32}: {value}")
+        if sweep is not None:
+            print("\nmeasured in this notebook (validation loss, lower is better):")
+            display(sweep)
+
+    return panel(controls, lambda rank, alpha, tokens, targets: adapter_costs(
+                     model, rank, alpha, tokens, LORA_TARGETS[targets]),
+                 render, layout=[["rank", "alpha"], ["tokens", "targets"]])
 
 
 def detach_adapter(peft_model):

@@ -327,36 +327,29 @@ def rag_panel(model, tokenizer, embedder, documents, items, closed_book: float |
     """Sliders for k and chunk size, a retriever choice; re-scores and redraws the bars."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
-    k = w.IntSlider(value=2, min=1, max=8, description="k")
-    size = w.Dropdown(options=[20, 40, 60, 100, 200], value=60, description="chunk words")
-    kind = w.Dropdown(options=["bm25", "dense", "hybrid"], value="hybrid", description="retriever")
-    button = w.Button(description="Run", button_style="primary")
-    out = w.Output()
+    from .widgets import panel
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                row = rag_panel_run(model, tokenizer, embedder, documents, items, k.value,
-                                    size.value, kind.value)
-            except ValueError as err:
-                print(f"⚠ {err}")
-                return
-            bars = {"recall@k": row["recall"], "RAG knowledge": row["knowledge"]}
-            if closed_book is not None:
-                bars = {"closed book": closed_book, **bars}
-            fig, ax = plt.subplots(figsize=(5, 2.8))
-            ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
-            ax.set_ylim(0, 1)
-            ax.set_title(f"{kind.value}, k={k.value}, {size.value}-word chunks "
-                         f"({row['chunks']} chunks, {len(items)} questions)", fontsize=9)
-            plt.show()
-            print(f"mean prompt tokens {row['prompt tokens']:.0f} · {row['seconds']:.1f} s")
+    controls = {
+        "k": w.IntSlider(value=2, min=1, max=8, description="k"),
+        "size": w.Dropdown(options=[20, 40, 60, 100, 200], value=60, description="chunk words"),
+        "kind": w.Dropdown(options=["bm25", "dense", "hybrid"], value="hybrid",
+                           description="retriever"),
+    }
 
-    button.on_click(run)
-    panel = w.VBox([w.HBox([k, size, kind, button]), out])
-    display(panel)
-    run()
-    return panel
+    def render(row, values):
+        bars = {"recall@k": row["recall"], "RAG knowledge": row["knowledge"]}
+        if closed_book is not None:
+            bars = {"closed book": closed_book, **bars}
+        fig, ax = plt.subplots(figsize=(5, 2.8))
+        ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{values['kind']}, k={values['k']}, {values['size']}-word chunks "
+                     f"({row['chunks']} chunks, {len(items)} questions)", fontsize=9)
+        plt.show()
+        print(f"mean prompt tokens {row['prompt tokens']:.0f} · {row['seconds']:.1f} s")
+
+    return panel(controls, lambda k, size, kind: rag_panel_run(
+                     model, tokenizer, embedder, documents, items, k, size, kind),
+                 render, button="Run", run_on_change=False,
+                 layout=[["k", "size", "kind", "button"]])
