@@ -52,3 +52,9 @@ def passed(title: str, detail: str = "") -> None:
 def fail(title: str, what: str, hint: str):
     """Raise `ExerciseFailed` with what is wrong and a hint."""
     raise ExerciseFailed(f"✗ {title}: {what}\nHint: {hint}")
+
+
+def expect_number(title: str, value, hint: str) -> None:
+    """Fail with the hint unless `value` is an int or a float."""
+    if not isinstance(value, (int, float)):
+        fail(title, f"expected a number, got {type(value).__name__}", hint)

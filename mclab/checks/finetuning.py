@@ -1,15 +1,13 @@
 """Checks for 04_fine_tuning_sft."""
 
-from . import exercise, fail, passed
+from . import exercise, expect_number, fail, passed
 
 
 @exercise("04 easy: AdamW's optimizer state in MB")
 def check_adamw_state_mb(answer, model, *, title: str) -> None:
     n = sum(p.numel() for p in model.parameters())
     true = 2 * 4 * n / 2**20
-    if not isinstance(answer, (int, float)):
-        fail(title, f"expected a number, got {type(answer).__name__}",
-             "parameters x 2 moments x 4 bytes, divided by 2**20")
+    expect_number(title, answer, "parameters x 2 moments x 4 bytes, divided by 2**20")
     if abs(answer - true) / true > 0.01:
         if abs(answer - true / 2) / true < 0.01:
             fail(title, "that is one moment's worth", "AdamW keeps two values per parameter: "

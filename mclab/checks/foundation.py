@@ -2,15 +2,13 @@
 
 import numpy as np
 
-from . import exercise, fail, passed
+from . import exercise, expect_number, fail, passed
 
 
 @exercise("00 easy: parameters in millions")
 def check_param_millions(answer, model, *, title: str) -> None:
     true = sum(p.numel() for p in model.parameters()) / 1e6
-    if not isinstance(answer, (int, float)):
-        fail(title, f"expected a number, got {type(answer).__name__}",
-              "sum p.numel() over model.parameters() and divide by 1e6")
+    expect_number(title, answer, "sum p.numel() over model.parameters() and divide by 1e6")
     if abs(answer - true) > 0.5:
         if abs(answer - true * 1e6) < 1e3:
             fail(title, "that is the raw count, not millions", "divide by 1e6")

@@ -2,15 +2,13 @@
 
 import math
 
-from . import exercise, fail, passed
+from . import exercise, expect_number, fail, passed
 
 
 @exercise("03 easy: relative change in perplexity")
 def check_relative_change(answer, before: float, after: float, *, title: str) -> None:
     true = (after - before) / before
-    if not isinstance(answer, (int, float)):
-        fail(title, f"expected a number, got {type(answer).__name__}",
-             "compute (after - before) / before with the two perplexities")
+    expect_number(title, answer, "compute (after - before) / before with the two perplexities")
     if abs(answer - true) > 1e-6:
         if abs(answer + true) < 1e-6:
             fail(title, "the sign is flipped", "a drop in perplexity is a negative change: "

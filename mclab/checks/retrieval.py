@@ -1,6 +1,6 @@
 """Checks for 02_retrieval_rag."""
 
-from . import exercise, fail, passed
+from . import exercise, expect_number, fail, passed
 
 
 @exercise("02 easy: recall@k by hand")
@@ -8,9 +8,8 @@ def check_recall(func, *, title: str) -> None:
     retrieved_docs = [["d1", "d2"], ["d3", "d3"], ["d2", "d5"], ["d4", "d1"]]
     gold = ["d2", "d1", "d2", "d1"]
     got = func(retrieved_docs, gold)
-    if not isinstance(got, (int, float)):
-        fail(title, f"expected a number, got {type(got).__name__}",
-             "return the share of questions whose gold document is among the retrieved ones")
+    expect_number(title, got,
+                  "return the share of questions whose gold document is among the retrieved ones")
     if abs(got - 3) < 1e-9:
         fail(title, "that is a count (3 hits), not a share", "divide by the number of questions")
     if abs(got - 0.75) > 1e-9:
