@@ -73,3 +73,18 @@ def test_training_panel_shows_the_default_then_trains_on_press(capsys):
     box.train()
     shown = _shown(box, capsys)
     assert calls == [{"lr": 0.5}] and "training with lr=0.5" in shown and "1.250" in shown
+
+
+def test_generation_panel_samples_and_warns_on_an_empty_prompt(load_tiny, capsys):
+    from mclab.widgets import generation_panel, sample_answers
+
+    model, tok = load_tiny()
+    box = generation_panel(model, tok, prompt="Name a boot.")
+    assert "[3]" in _shown(box, capsys)
+    prompt = box.children[0]
+    prompt.value = "  "  # the prompt is read on "Generate", not on every keystroke
+    assert "⚠" not in capsys.readouterr().out
+    box.children[1].children[1].click()
+    assert "⚠ the prompt is empty" in _shown(box, capsys)
+    again = sample_answers(model, tok, "Name a boot.", 0.7, n=2, max_new_tokens=4)
+    assert again == sample_answers(model, tok, "Name a boot.", 0.7, n=2, max_new_tokens=4)
