@@ -90,47 +90,45 @@ def choice_panel(table: pd.DataFrame):
     """Pick a metric and budgets; the panel names the best method and redraws the scatter."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
-    metric = w.Dropdown(options=list(QUALITY), value="company_knowledge", description="metric")
-    seconds = w.FloatLogSlider(value=float(table["train_seconds"].max()) + 1, base=10, min=0,
-                               max=math.log10(float(table["train_seconds"].max()) + 10),
-                               step=0.1, description="train s ≤", continuous_update=False)
-    memory = w.IntSlider(value=int(table["peak_memory_mb"].max()) + 1, min=500,
-                         max=int(table["peak_memory_mb"].max()) + 1, step=50,
-                         description="memory MB ≤", continuous_update=False)
-    latency = w.FloatLogSlider(value=float(table["ms_per_answer"].max()) + 1, base=10, min=1,
-                               max=math.log10(float(table["ms_per_answer"].max()) + 10),
-                               step=0.1, description="ms/answer ≤", continuous_update=False)
-    out = w.Output()
+    from .widgets import panel
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        budgets = {"train_seconds": seconds.value, "peak_memory_mb": memory.value,
-                   "ms_per_answer": latency.value}
-        with out:
-            best = best_within(table, metric.value, budgets)
-            rows = table[table[metric.value].notna()]
-            fits = within_budgets(rows, budgets)
-            fig, ax = plt.subplots(figsize=(7, 3.6))
-            x = 1 + rows["train_seconds"].astype(float)
-            ax.scatter(x[~fits], rows.loc[~fits, metric.value], c="lightgray", label="over budget")
-            ax.scatter(x[fits], rows.loc[fits, metric.value], c="C0", label="within budget")
-            if best is not None:
-                ax.scatter([1 + table.loc[best, "train_seconds"]], [table.loc[best, metric.value]],
-                           s=160, facecolors="none", edgecolors="C3", lw=2, label="best")
-            for name, xv, yv in zip(rows.index, x, rows[metric.value]):
-                ax.annotate(name, (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            ax.set_xscale("log")
-            ax.set_xlabel("1 + training seconds (log)")
-            ax.set_ylabel(metric.value)
-            ax.legend(fontsize=8)
-            plt.show()
-            print(f"best within budget on {metric.value}: {best or 'none qualifies'}")
+    controls = {
+        "metric": w.Dropdown(options=list(QUALITY), value="company_knowledge",
+                             description="metric"),
+        "seconds": w.FloatLogSlider(value=float(table["train_seconds"].max()) + 1, base=10,
+                                    min=0, max=math.log10(float(table["train_seconds"].max()) + 10),
+                                    step=0.1, description="train s ≤", continuous_update=False),
+        "memory": w.IntSlider(value=int(table["peak_memory_mb"].max()) + 1, min=500,
+                              max=int(table["peak_memory_mb"].max()) + 1, step=50,
+                              description="memory MB ≤", continuous_update=False),
+        "latency": w.FloatLogSlider(value=float(table["ms_per_answer"].max()) + 1, base=10, min=1,
+                                    max=math.log10(float(table["ms_per_answer"].max()) + 10),
+                                    step=0.1, description="ms/answer ≤", continuous_update=False),
+    }
 
-    for knob in (metric, seconds, memory, latency):
-        knob.observe(run, names="value")
-    panel = w.VBox([w.HBox([metric, seconds]), w.HBox([memory, latency]), out])
-    display(panel)
-    run()
-    return panel
+    def compute(metric, seconds, memory, latency):
+        budgets = {"train_seconds": seconds, "peak_memory_mb": memory, "ms_per_answer": latency}
+        rows = table[table[metric].notna()]
+        return best_within(table, metric, budgets), rows, within_budgets(rows, budgets)
+
+    def render(result, values):
+        best, rows, fits = result
+        metric = values["metric"]
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        x = 1 + rows["train_seconds"].astype(float)
+        ax.scatter(x[~fits], rows.loc[~fits, metric], c="lightgray", label="over budget")
+        ax.scatter(x[fits], rows.loc[fits, metric], c="C0", label="within budget")
+        if best is not None:
+            ax.scatter([1 + table.loc[best, "train_seconds"]], [table.loc[best, metric]],
+                       s=160, facecolors="none", edgecolors="C3", lw=2, label="best")
+        for name, xv, yv in zip(rows.index, x, rows[metric]):
+            ax.annotate(name, (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("1 + training seconds (log)")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8)
+        plt.show()
+        print(f"best within budget on {metric}: {best or 'none qualifies'}")
+
+    return panel(controls, compute, render, layout=[["metric", "seconds"], ["memory", "latency"]])

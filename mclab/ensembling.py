@@ -283,34 +283,27 @@ def ensemble_panel(members: dict[str, KnowledgeResult], ms_per_question: dict[st
     """Tick members, set their weights, choose average or vote; redraws at once (no model calls)."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
-    use = {n: w.Checkbox(value=True, description=n, indent=False) for n in members}
-    weight = {n: w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="weight",
-                               continuous_update=False) for n in members}
-    method = w.ToggleButtons(options=list(COMBINERS), value="average", description="combine")
-    out = w.Output()
+    from .widgets import panel
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        with out:
-            chosen = [n for n in members if use[n].value]
-            try:
-                numbers = panel_numbers(members, chosen, [weight[n].value for n in chosen], test,
-                                        ms_per_question, method.value)
-            except EnsembleError as err:
-                print(f"⚠ {err}")
-                return
-            print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
-                            for k, v in numbers.items()))
-            plot_panel(members, numbers, test)
-            plt.show()
+    controls = {}
+    for n in members:
+        controls[f"use {n}"] = w.Checkbox(value=True, description=n, indent=False)
+        controls[f"weight {n}"] = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05,
+                                                description="weight", continuous_update=False)
+    controls["method"] = w.ToggleButtons(options=list(COMBINERS), value="average",
+                                         description="combine")
 
-    for widget in [*use.values(), *weight.values(), method]:
-        widget.observe(run, names="value")
-    rows = [w.HBox([use[n], weight[n]]) for n in members]
-    panel = w.VBox([*rows, method, out])
-    panel.run = run  # lets a test or a cell redraw
-    display(panel)
-    run()
-    return panel
+    def compute(method, **knobs):
+        chosen = [n for n in members if knobs[f"use {n}"]]
+        return panel_numbers(members, chosen, [knobs[f"weight {n}"] for n in chosen], test,
+                             ms_per_question, method)
+
+    def render(numbers, _values):
+        print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
+                        for k, v in numbers.items()))
+        plot_panel(members, numbers, test)
+        plt.show()
+
+    return panel(controls, compute, render,
+                 layout=[[f"use {n}", f"weight {n}"] for n in members] + ["method"])

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from functools import lru_cache
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .compat import cache_argument, repeat_cache
 from .generation import check_fits, format_chat
 
 KNOWLEDGE_SYSTEM = "You are a helpful assistant. Answer the question briefly."
@@ -82,11 +82,7 @@ def _score_batch(model, tokenizer, prompts, options, normalize):
     out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True,
                 logits_to_keep=1)
     first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (n, vocab)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(k)
-    # transformers 5.24 renamed the forward argument `past_key_values` to `cache`
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters \
-        else "past_key_values"
+    cache = repeat_cache(out.past_key_values, k)  # each prompt's cache once per option
     flat = [seq for opts in opt_ids for seq in opts]
     width = max(map(len, flat))
     o_ids = torch.full((n * k, width), pad, dtype=torch.long)
@@ -97,7 +93,7 @@ def _score_batch(model, tokenizer, prompts, options, normalize):
     mask = torch.cat([p_mask.repeat_interleave(k, 0), o_mask], 1)
     o_pos = p_mask.sum(1, keepdim=True).repeat_interleave(k, 0) + torch.arange(width)
     logits = model(input_ids=o_ids, attention_mask=mask, position_ids=o_pos,
-                   **{cache_arg: cache}).logits
+                   **{cache_argument(model): cache}).logits
     logp = torch.log_softmax(logits.float(), -1)
     results = []
     for i in range(n):

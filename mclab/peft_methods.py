@@ -8,11 +8,12 @@ model under transformers 5.x (see `enable_prefix_generation`).
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import torch
 
+from .compat import (cache_layer_kv, is_injected_tuner, patch_prefix_generate,
+                     write_prefix_weights)
 from .measure import PeakMemory, folder_size_mb  # noqa: F401  (notebooks import them from here)
 from .training import TrainingInputError, save_model
 
@@ -115,35 +116,8 @@ def init_prefix_from_text(peft_model, tokenizer, text: str) -> None:
     ids = torch.tensor([(ids * (n // len(ids) + 1))[:n]])
     base = peft_model.get_base_model()
     cache = base(input_ids=ids, use_cache=True).past_key_values
-    parts = []
-    for layer in range(base.config.num_hidden_layers):
-        keys, values = cache.layers[layer].keys, cache.layers[layer].values  # (1, heads, n, dim)
-        parts += [keys[0].permute(1, 0, 2), values[0].permute(1, 0, 2)]  # (n, heads, dim)
-    weight = torch.stack(parts, dim=1).reshape(n, -1)  # peft's layout: layer, key/value, head, dim
-    encoder = peft_model.prompt_encoder[peft_model.active_adapter]
-    encoder.embedding.weight.copy_(weight)
-
-
-def _prefix_generate(self, input_ids=None, attention_mask=None, **kwargs):
-    """generate() for a prefix-tuned PeftModel that really uses the trained prefix.
-
-    The prefix's key/value cache is passed as the cache of the first `n` positions, and `n`
-    placeholder tokens are put in front of the prompt so generation skips exactly those.
-    """
-    if self.__dict__.get("forward") == self.base_model.forward:  # inside disable_adapter()
-        return self.base_model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                        **kwargs)
-    n = self.active_peft_config.num_virtual_tokens
-    batch = input_ids.shape[0]
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    cache = self.get_prompt(batch_size=batch, max_cache_len=input_ids.shape[1] + n
-                            + kwargs.get("max_new_tokens", 0))
-    filler = torch.full((batch, n), self.base_model.config.bos_token_id or 0, dtype=input_ids.dtype)
-    ids = torch.cat([filler, input_ids], dim=1)
-    mask = torch.cat([torch.ones((batch, n), dtype=attention_mask.dtype), attention_mask], dim=1)
-    out = self.base_model.generate(input_ids=ids, attention_mask=mask, cache=cache, **kwargs)
-    return out[:, n:]
+    layers_kv = [cache_layer_kv(cache, layer) for layer in range(base.config.num_hidden_layers)]
+    write_prefix_weights(peft_model, [(keys[0], values[0]) for keys, values in layers_kv])
 
 
 def enable_prefix_generation(peft_model):
@@ -159,7 +133,7 @@ def enable_prefix_generation(peft_model):
 
     if getattr(peft_model, "active_peft_config", None) is not None and \
             peft_model.active_peft_config.peft_type == PeftType.PREFIX_TUNING:
-        peft_model.generate = types.MethodType(_prefix_generate, peft_model)
+        patch_prefix_generate(peft_model)
     return peft_model
 
 
@@ -197,42 +171,31 @@ def peft_panel(model, sweep=None):
     import ipywidgets as w
     from IPython.display import display
 
-    rank = w.IntSlider(value=8, min=0, max=64, description="rank r")
-    alpha = w.FloatSlider(value=16, min=0, max=128, step=1, description="alpha")
-    tokens = w.IntSlider(value=16, min=0, max=64, description="virtual tokens")
-    targets = w.Dropdown(options=list(LORA_TARGETS), value="attention (q, v)",
-                         description="targets")
-    out = w.Output()
+    from .widgets import panel
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                costs = adapter_costs(model, rank.value, alpha.value, tokens.value,
-                                      LORA_TARGETS[targets.value])
-            except ValueError as err:
-                print(f"⚠ {err}")
-                return
-            for key, value in costs.items():
-                print(f"{key:>32}: {value:,}" if isinstance(value, int) else
-                      f"{key:>32}: {value}")
-            if sweep is not None:
-                print("\nmeasured in this notebook (validation loss, lower is better):")
-                display(sweep)
+    controls = {
+        "rank": w.IntSlider(value=8, min=0, max=64, description="rank r"),
+        "alpha": w.FloatSlider(value=16, min=0, max=128, step=1, description="alpha"),
+        "tokens": w.IntSlider(value=16, min=0, max=64, description="virtual tokens"),
+        "targets": w.Dropdown(options=list(LORA_TARGETS), value="attention (q, v)",
+                              description="targets"),
+    }
 
-    for widget in (rank, alpha, tokens, targets):
-        widget.observe(run, names="value")
-    panel = w.VBox([w.HBox([rank, alpha]), w.HBox([tokens, targets]), out])
-    display(panel)
-    run()
-    return panel
+    def render(costs, _values):
+        for key, value in costs.items():
+            print(f"{key:>32}: {value:,}" if isinstance(value, int) else f"{key:>32}: {value}")
+        if sweep is not None:
+            print("\nmeasured in this notebook (validation loss, lower is better):")
+            display(sweep)
+
+    return panel(controls, lambda rank, alpha, tokens, targets: adapter_costs(
+                     model, rank, alpha, tokens, LORA_TARGETS[targets]),
+                 render, layout=[["rank", "alpha"], ["tokens", "targets"]])
 
 
 def detach_adapter(peft_model):
     """The base model back, without the adapter and with its weights unchanged."""
-    from peft.tuners.tuners_utils import BaseTuner
-
-    if isinstance(getattr(peft_model, "base_model", None), BaseTuner):
+    if is_injected_tuner(peft_model):
         return peft_model.unload()  # LoRA: remove the injected layers, do not merge
     return peft_model.get_base_model()  # prompt learning: the base was never modified
 

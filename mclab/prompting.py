@@ -233,43 +233,36 @@ def few_shot_panel(model, tokenizer, embedder, eval_rows, pool_rows, lexicon,
     """Shots, selection strategy, temperature and an editable system prompt; re-scores."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
-    shots = w.IntSlider(value=4, min=0, max=8, description="shots", continuous_update=False)
-    strategy = w.Dropdown(options=list(STRATEGIES), value="similar", description="selection")
-    temperature = w.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature",
-                                continuous_update=False)
-    system = w.Textarea(value=LOCAL_ROLE, description="system", layout=w.Layout(width="90%"))
-    button = w.Button(description="Run", button_style="primary")
-    out = w.Output()
+    from .widgets import panel
+
+    controls = {
+        "shots": w.IntSlider(value=4, min=0, max=8, description="shots", continuous_update=False),
+        "strategy": w.Dropdown(options=list(STRATEGIES), value="similar", description="selection"),
+        "temperature": w.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1,
+                                     description="temperature", continuous_update=False),
+        "system": w.Textarea(value=LOCAL_ROLE, description="system", layout=w.Layout(width="90%")),
+    }
     selector = ExampleSelector([r["neutral"] for r in pool_rows], embedder)
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                res = run_few_shot_local(model, tokenizer, embedder, eval_rows, pool_rows,
-                                         lexicon, shots.value, strategy.value, system.value,
-                                         temperature.value, selector=selector)
-            except ValueError as err:
-                print(f"⚠ {err}")
-                return
-            bars = {**(reference or {}), "your setting": res.score}
-            fig, ax = plt.subplots(figsize=(5, 2.6))
-            ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
-            ax.set_ylabel("locality score")
-            ax.set_title(f"{res.name}, T={temperature.value} on {len(eval_rows)} sentences",
-                         fontsize=9)
-            plt.show()
-            print(f"style rate {res.style_rate:.2f} · {res.prompt_tokens:.0f} prompt tokens · "
-                  f"{res.ms_per_answer:.0f} ms per answer")
-            for neutral, text in list(zip(eval_rows["neutral"], res.outputs))[:3]:
-                print(f"  {neutral}\n  → {text}")
+    def compute(shots, strategy, temperature, system):
+        return run_few_shot_local(model, tokenizer, embedder, eval_rows, pool_rows, lexicon,
+                                  shots, strategy, system, temperature, selector=selector)
 
-    button.on_click(run)  # the system prompt is re-read on "Run"; the knobs re-run on release
-    for knob in (shots, strategy, temperature):
-        knob.observe(run, names="value")
-    panel = w.VBox([w.HBox([shots, strategy, temperature, button]), system, out])
-    display(panel)
-    run()
-    return panel
+    def render(res, values):
+        bars = {**(reference or {}), "your setting": res.score}
+        fig, ax = plt.subplots(figsize=(5, 2.6))
+        ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
+        ax.set_ylabel("locality score")
+        ax.set_title(f"{res.name}, T={values['temperature']} on {len(eval_rows)} sentences",
+                     fontsize=9)
+        plt.show()
+        print(f"style rate {res.style_rate:.2f} · {res.prompt_tokens:.0f} prompt tokens · "
+              f"{res.ms_per_answer:.0f} ms per answer")
+        for neutral, text in list(zip(eval_rows["neutral"], res.outputs))[:3]:
+            print(f"  {neutral}\n  → {text}")
+
+    # the system prompt is re-read on "Run"; the knobs re-run on release
+    return panel(controls, compute, render, button="Run",
+                 run_on_change=["shots", "strategy", "temperature"],
+                 layout=[["shots", "strategy", "temperature", "button"], "system"])

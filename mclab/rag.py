@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .compat import embedding_dimension
 from .evaluation import knowledge_score
 from .files import write_bytes_atomic
 
@@ -92,12 +93,6 @@ def embedder_name(embedder) -> str:
                embedder.model_card_data.base_model or type(embedder).__name__)
 
 
-def embedder_dim(embedder) -> int:
-    getter = getattr(embedder, "get_embedding_dimension", None) or \
-        embedder.get_sentence_embedding_dimension
-    return int(getter())
-
-
 def embed(embedder, texts, batch_size: int = 64) -> np.ndarray:
     """Unit-length float32 embeddings, so inner product = cosine similarity."""
     vectors = embedder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
@@ -141,7 +136,7 @@ class DenseIndex:
             raise RetrievalError("no chunks to index")
         vectors = embed(embedder, [c.text for c in chunks]) if vectors is None else vectors
         return cls(list(chunks), make_faiss_index(vectors, kind, **index_kwargs),
-                   embedder_name(embedder), embedder_dim(embedder), kind)
+                   embedder_name(embedder), embedding_dimension(embedder), kind)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -172,7 +167,7 @@ class DenseIndex:
         if not (folder / "meta.json").is_file() or not (folder / "index.faiss").is_file():
             raise RetrievalError(f"{folder} holds no saved index (need index.faiss and meta.json)")
         meta = json.loads((folder / "meta.json").read_text())
-        name, dim = embedder_name(embedder), embedder_dim(embedder)
+        name, dim = embedder_name(embedder), embedding_dimension(embedder)
         if meta["embedder"] != name or meta["dim"] != dim:
             raise IndexMismatchError(
                 f"this index was built with {meta['embedder']!r} ({meta['dim']}-d vectors) but "
@@ -189,7 +184,7 @@ class DenseRetriever:
     name = "dense"
 
     def __init__(self, index: DenseIndex, embedder):
-        if embedder_name(embedder) != index.model_name or embedder_dim(embedder) != index.dim:
+        if embedder_name(embedder) != index.model_name or embedding_dimension(embedder) != index.dim:
             raise IndexMismatchError(
                 f"the index was built with {index.model_name!r} ({index.dim}-d) but the "
                 f"embedder is {embedder_name(embedder)!r}; use the same embedder")
@@ -332,36 +327,29 @@ def rag_panel(model, tokenizer, embedder, documents, items, closed_book: float |
     """Sliders for k and chunk size, a retriever choice; re-scores and redraws the bars."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
-    k = w.IntSlider(value=2, min=1, max=8, description="k")
-    size = w.Dropdown(options=[20, 40, 60, 100, 200], value=60, description="chunk words")
-    kind = w.Dropdown(options=["bm25", "dense", "hybrid"], value="hybrid", description="retriever")
-    button = w.Button(description="Run", button_style="primary")
-    out = w.Output()
+    from .widgets import panel
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                row = rag_panel_run(model, tokenizer, embedder, documents, items, k.value,
-                                    size.value, kind.value)
-            except ValueError as err:
-                print(f"⚠ {err}")
-                return
-            bars = {"recall@k": row["recall"], "RAG knowledge": row["knowledge"]}
-            if closed_book is not None:
-                bars = {"closed book": closed_book, **bars}
-            fig, ax = plt.subplots(figsize=(5, 2.8))
-            ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
-            ax.set_ylim(0, 1)
-            ax.set_title(f"{kind.value}, k={k.value}, {size.value}-word chunks "
-                         f"({row['chunks']} chunks, {len(items)} questions)", fontsize=9)
-            plt.show()
-            print(f"mean prompt tokens {row['prompt tokens']:.0f} · {row['seconds']:.1f} s")
+    controls = {
+        "k": w.IntSlider(value=2, min=1, max=8, description="k"),
+        "size": w.Dropdown(options=[20, 40, 60, 100, 200], value=60, description="chunk words"),
+        "kind": w.Dropdown(options=["bm25", "dense", "hybrid"], value="hybrid",
+                           description="retriever"),
+    }
 
-    button.on_click(run)
-    panel = w.VBox([w.HBox([k, size, kind, button]), out])
-    display(panel)
-    run()
-    return panel
+    def render(row, values):
+        bars = {"recall@k": row["recall"], "RAG knowledge": row["knowledge"]}
+        if closed_book is not None:
+            bars = {"closed book": closed_book, **bars}
+        fig, ax = plt.subplots(figsize=(5, 2.8))
+        ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{values['kind']}, k={values['k']}, {values['size']}-word chunks "
+                     f"({row['chunks']} chunks, {len(items)} questions)", fontsize=9)
+        plt.show()
+        print(f"mean prompt tokens {row['prompt tokens']:.0f} · {row['seconds']:.1f} s")
+
+    return panel(controls, lambda k, size, kind: rag_panel_run(
+                     model, tokenizer, embedder, documents, items, k, size, kind),
+                 render, button="Run", run_on_change=False,
+                 layout=[["k", "size", "kind", "button"]])

@@ -322,33 +322,28 @@ def feedback_panel(margins, samples: dict, lexicon, embedder):
     import ipywidgets as w
     from IPython.display import display
 
-    beta = w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.1, description="beta")
-    n_gen = w.IntSlider(value=4, min=2, max=min(len(v[1]) for v in samples.values()),
-                        description="generations")
-    ws = {name: w.FloatSlider(value=getattr(RewardWeights(), name), min=-0.5, max=2.0, step=0.1,
-                              description=f"w_{name}") for name in ("style", "meaning", "brevity")}
-    out = w.Output()
+    from .widgets import panel
 
-    def run(_=None):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                weights = RewardWeights(**{k: s.value for k, s in ws.items()})
-                dpo, table = feedback_knobs(margins, samples, lexicon, embedder, beta.value,
-                                            n_gen.value, weights)
-            except ValueError as err:
-                print(f"⚠ {err}")
-                return
-            print("DPO on held-out pairs: " + " · ".join(
-                f"{k} {v:.3f}" for k, v in dpo.items()))
-            display(table)
+    controls = {
+        "beta": w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.1, description="beta"),
+        "n_gen": w.IntSlider(value=4, min=2, max=min(len(v[1]) for v in samples.values()),
+                             description="generations"),
+        **{name: w.FloatSlider(value=getattr(RewardWeights(), name), min=-0.5, max=2.0, step=0.1,
+                               description=f"w_{name}")
+           for name in ("style", "meaning", "brevity")},
+    }
 
-    for widget in (beta, n_gen, *ws.values()):
-        widget.observe(run, names="value")
-    panel = w.VBox([w.HBox([beta, n_gen]), w.HBox(list(ws.values())), out])
-    display(panel)
-    run()
-    return panel
+    def compute(beta, n_gen, **weights):
+        return feedback_knobs(margins, samples, lexicon, embedder, beta, n_gen,
+                              RewardWeights(**weights))
+
+    def render(result, _values):
+        dpo, table = result
+        print("DPO on held-out pairs: " + " · ".join(f"{k} {v:.3f}" for k, v in dpo.items()))
+        display(table)
+
+    return panel(controls, compute, render,
+                 layout=[["beta", "n_gen"], ["style", "meaning", "brevity"]])
 
 
 def locality_of(model, tokenizer, embedder, sets: dict):

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from .compat import accepts_loss_kwargs, checkpointing_argument
 from .config import get_settings
 from .files import atomic_path
 from .models import is_peft
@@ -87,15 +88,6 @@ def new_run_dir(name: str) -> Path:
     raise TrainingInputError(f"too many runs named {name!r} this second under {root}")
 
 
-def _checkpointing_arg(config_cls) -> str:
-    """transformers 5.x renamed `gradient_checkpointing` (a FutureWarning on every run)."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    return "activation_checkpointing" if "activation_checkpointing" in names else \
-        "gradient_checkpointing"
-
-
 def micro_batch_args(batch_size: int, micro_batch: int | None) -> dict:
     """Trainer arguments that split each step's `batch_size` into `micro_batch` passes."""
     if micro_batch is None or micro_batch >= batch_size:
@@ -120,7 +112,7 @@ def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
         weight_decay=cfg.weight_decay,
         optim=cfg.optimizer,
         lr_scheduler_type="linear",
-        **{_checkpointing_arg(config_cls): cfg.gradient_checkpointing},
+        **{checkpointing_argument(config_cls): cfg.gradient_checkpointing},
         bf16=bf16_available(),
         fp16=False,
         use_cpu=not on_gpu,
@@ -241,7 +233,7 @@ def _lean_sft_trainer_class():
     class LeanSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs["use_cache"] = False
-            if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            if accepts_loss_kwargs(self) and num_items_in_batch is not None:
                 # With micro-batches the Trainer then skips its 1/accumulation scaling: the
                 # loss must be summed over the step's tokens and divided by their count, as
                 # transformers' own compute_loss does by passing the count to the model.

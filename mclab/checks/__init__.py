@@ -8,10 +8,13 @@ Conventions (shared with tools/make_student.py):
 - a wrong answer raises `ExerciseFailed` with what is wrong and a hint (as an nbgrader
   test cell would); a right one prints a tick.
 Each notebook's checks live in their own module (`foundation.py` for 00, ...), each check
-registered with `@exercise(title)`.
+registered with `@exercise(title)`: the decorator answers the stub's `None` itself and hands
+the check its title as the keyword `title`, so a check starts with its real work.
 """
 
 from __future__ import annotations
+
+import functools
 
 REGISTRY: dict[str, str] = {}  # check name -> exercise title, for the coverage test
 
@@ -21,10 +24,19 @@ class ExerciseFailed(AssertionError):
 
 
 def exercise(title: str):
-    """Register a check function under its exercise title."""
+    """Register a check under its exercise title; `None` (the stub) prints "not solved yet".
+
+    The check is written as `check_x(answer, ..., *, title)` and called as `check_x(answer, ...)`.
+    """
     def wrap(func):
         REGISTRY[func.__name__] = title
-        return func
+
+        @functools.wraps(func)
+        def check(answer, *args, **kwargs):
+            if answer is None:
+                return not_solved(title)
+            return func(answer, *args, title=title, **kwargs)
+        return check
     return wrap
 
 
@@ -40,3 +52,9 @@ def passed(title: str, detail: str = "") -> None:
 def fail(title: str, what: str, hint: str):
     """Raise `ExerciseFailed` with what is wrong and a hint."""
     raise ExerciseFailed(f"✗ {title}: {what}\nHint: {hint}")
+
+
+def expect_number(title: str, value, hint: str) -> None:
+    """Fail with the hint unless `value` is an int or a float."""
+    if not isinstance(value, (int, float)):
+        fail(title, f"expected a number, got {type(value).__name__}", hint)

@@ -2,18 +2,13 @@
 
 import numpy as np
 
-from . import REGISTRY, exercise, fail, not_solved, passed
+from . import exercise, expect_number, fail, passed
 
 
 @exercise("00 easy: parameters in millions")
-def check_param_millions(answer, model) -> None:
-    title = REGISTRY["check_param_millions"]
-    if answer is None:
-        return not_solved(title)
+def check_param_millions(answer, model, *, title: str) -> None:
     true = sum(p.numel() for p in model.parameters()) / 1e6
-    if not isinstance(answer, (int, float)):
-        fail(title, f"expected a number, got {type(answer).__name__}",
-              "sum p.numel() over model.parameters() and divide by 1e6")
+    expect_number(title, answer, "sum p.numel() over model.parameters() and divide by 1e6")
     if abs(answer - true) > 0.5:
         if abs(answer - true * 1e6) < 1e3:
             fail(title, "that is the raw count, not millions", "divide by 1e6")
@@ -23,10 +18,7 @@ def check_param_millions(answer, model) -> None:
 
 
 @exercise("00 medium: tokens the chat template adds")
-def check_template_overhead(answer, tokenizer) -> None:
-    title = REGISTRY["check_template_overhead"]
-    if answer is None:
-        return not_solved(title)
+def check_template_overhead(answer, tokenizer, *, title: str) -> None:
     message = "Hello"
     plain = len(tokenizer(message, add_special_tokens=False)["input_ids"])
     chat = tokenizer.apply_chat_template([{"role": "user", "content": message}],
@@ -41,10 +33,7 @@ def check_template_overhead(answer, tokenizer) -> None:
 
 
 @exercise("00 hard: accuracy from option log-likelihoods")
-def check_accuracy_from_scores(func, scores, answers, expected: float) -> None:
-    title = REGISTRY["check_accuracy_from_scores"]
-    if func is None:
-        return not_solved(title)
+def check_accuracy_from_scores(func, scores, answers, expected: float, *, title: str) -> None:
     got = func(scores, answers)
     if not isinstance(got, (float, int, np.floating)):
         fail(title, f"the function returned {type(got).__name__}, not a number",

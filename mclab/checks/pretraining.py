@@ -2,18 +2,13 @@
 
 import math
 
-from . import REGISTRY, exercise, fail, not_solved, passed
+from . import exercise, expect_number, fail, passed
 
 
 @exercise("03 easy: relative change in perplexity")
-def check_relative_change(answer, before: float, after: float) -> None:
-    title = REGISTRY["check_relative_change"]
-    if answer is None:
-        return not_solved(title)
+def check_relative_change(answer, before: float, after: float, *, title: str) -> None:
     true = (after - before) / before
-    if not isinstance(answer, (int, float)):
-        fail(title, f"expected a number, got {type(answer).__name__}",
-             "compute (after - before) / before with the two perplexities")
+    expect_number(title, answer, "compute (after - before) / before with the two perplexities")
     if abs(answer - true) > 1e-6:
         if abs(answer + true) < 1e-6:
             fail(title, "the sign is flipped", "a drop in perplexity is a negative change: "
@@ -26,10 +21,7 @@ def check_relative_change(answer, before: float, after: float) -> None:
 
 
 @exercise("03 medium: how many replay texts for a ratio")
-def check_replay_count(func) -> None:
-    title = REGISTRY["check_replay_count"]
-    if func is None:
-        return not_solved(title)
+def check_replay_count(func, *, title: str) -> None:
     from mclab.pretraining import mix_replay
 
     for n_domain, ratio in [(80, 0.25), (60, 0.5), (10, 0.0), (30, 0.1)]:
@@ -44,10 +36,7 @@ def check_replay_count(func) -> None:
 
 
 @exercise("03 hard: perplexity from the model's loss")
-def check_perplexity(func, model, tokenizer, texts) -> None:
-    title = REGISTRY["check_perplexity"]
-    if func is None:
-        return not_solved(title)
+def check_perplexity(func, model, tokenizer, texts, *, title: str) -> None:
     from mclab.evaluation import perplexity
 
     for text in texts:

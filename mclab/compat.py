@@ -1,0 +1,154 @@
+"""Every use of a library's private or version-specific behaviour, in one place.
+
+Each function names the library and the version it was written for (the versions of
+requirements.lock: transformers 5.24.0, peft 0.21.2, trl 1.16.0, torch 2.13,
+sentence-transformers 6.2.0) and why the
+course needs it. `tests/test_compat.py` exercises each one against the installed libraries
+on a tiny random Llama; `make test-latest` runs `tests/` on the newest releases, so a release
+that changes one of these behaviours fails there, in a test named after the function.
+The other modules call these functions and touch no library internals themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+
+import torch
+
+
+# ---------------------------------------------------------------- transformers: the KV cache
+
+def cache_argument(model) -> str:
+    """The name of the forward argument that takes a KV cache.
+
+    transformers 5.24 renamed `past_key_values` to `cache` (the old name is deprecated and
+    ignored when both are given); earlier releases only know `past_key_values`.
+    """
+    return "cache" if "cache" in inspect.signature(model.forward).parameters \
+        else "past_key_values"
+
+
+def repeat_cache(cache, repeats: int):
+    """Repeat every batch row of a cache `repeats` times, in place (row i -> rows i*r..i*r+r-1).
+
+    transformers 5.24's `Cache.batch_repeat_interleave`, the method beam search uses; the
+    course shares one prompt's cache among its answer options with it. Returns the cache.
+    """
+    cache.batch_repeat_interleave(repeats)
+    return cache
+
+
+def cache_layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keys and values a cache holds for one layer, each (batch, kv heads, tokens, head dim).
+
+    transformers 5.24's `DynamicCache` keeps them as `cache.layers[i].keys` / `.values`
+    (4.x had `key_cache[i]` / `value_cache[i]`); prefix initialisation reads them.
+    """
+    return cache.layers[layer].keys, cache.layers[layer].values
+
+
+# ---------------------------------------------------------------- transformers / trl: training
+
+def checkpointing_argument(config_cls) -> str:
+    """The training-arguments field that turns on activation (gradient) checkpointing.
+
+    transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` and warns
+    (a FutureWarning on every run) on the old name; trl 1.16's configs inherit the field.
+    """
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else \
+        "gradient_checkpointing"
+
+
+def accepts_loss_kwargs(trainer) -> bool:
+    """Whether the trainer passes `num_items_in_batch` to the model's loss.
+
+    transformers 5.24's `Trainer.__init__` sets the undocumented `model_accepts_loss_kwargs`
+    from the model's signature; a `compute_loss` override must follow it to keep the loss
+    summed over a step's micro-batches and divided once.
+    """
+    return bool(trainer.model_accepts_loss_kwargs)
+
+
+# ---------------------------------------------------------------- sentence-transformers
+
+def embedding_dimension(embedder) -> int:
+    """The length of the embedder's vectors.
+
+    sentence-transformers 6.2 names it `get_embedding_dimension()`; 5.x and earlier only have
+    `get_sentence_embedding_dimension()`, and the course's ranges still allow 5.x.
+    """
+    getter = getattr(embedder, "get_embedding_dimension", None) or \
+        embedder.get_sentence_embedding_dimension
+    return int(getter())
+
+
+# ---------------------------------------------------------------- peft: adapters and prefixes
+
+def is_injected_tuner(peft_model) -> bool:
+    """Whether the adapter is injected into the base model's layers (LoRA and the like).
+
+    peft 0.21: such adapters wrap the model in a `peft.tuners.tuners_utils.BaseTuner` and must
+    be `unload()`-ed; prompt-learning adapters (prefix, prompt tuning) leave the base as it was.
+    """
+    from peft.tuners.tuners_utils import BaseTuner
+
+    return isinstance(getattr(peft_model, "base_model", None), BaseTuner)
+
+
+def write_prefix_weights(peft_model, layers_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Set a prefix-tuned model's prefix to given keys and values, one (keys, values) a layer.
+
+    Each tensor is (kv heads, virtual tokens, head dim). peft 0.21 stores the prefix (without
+    a projection) as one embedding of (virtual tokens, layer x key/value x head x dim) that
+    `get_prompt` reshapes into the cache; this writes that layout.
+    """
+    parts = []
+    for keys, values in layers_kv:
+        parts += [keys.permute(1, 0, 2), values.permute(1, 0, 2)]  # (tokens, heads, dim)
+    weight = torch.stack(parts, dim=1).reshape(parts[0].shape[0], -1)
+    encoder = peft_model.prompt_encoder[peft_model.active_adapter]
+    with torch.no_grad():
+        encoder.embedding.weight.copy_(weight)
+
+
+def adapter_disabled(peft_model) -> bool:
+    """True inside peft 0.21's `disable_adapter()` for a prompt-learning model, which swaps the
+    instance's `forward` for the base model's (there is no public flag for it)."""
+    return peft_model.__dict__.get("forward") == peft_model.base_model.forward
+
+
+def _prefix_generate(self, input_ids=None, attention_mask=None, **kwargs):
+    """generate() for a prefix-tuned PeftModel that really uses the trained prefix.
+
+    The prefix's key/value cache is passed as the cache of the first `n` positions, and `n`
+    placeholder tokens are put in front of the prompt so generation skips exactly those.
+    """
+    if adapter_disabled(self):
+        return self.base_model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                        **kwargs)
+    n = self.active_peft_config.num_virtual_tokens
+    batch = input_ids.shape[0]
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    cache = self.get_prompt(batch_size=batch, max_cache_len=input_ids.shape[1] + n
+                            + kwargs.get("max_new_tokens", 0))
+    filler = torch.full((batch, n), self.base_model.config.bos_token_id or 0, dtype=input_ids.dtype)
+    ids = torch.cat([filler, input_ids], dim=1)
+    mask = torch.cat([torch.ones((batch, n), dtype=attention_mask.dtype), attention_mask], dim=1)
+    out = self.base_model.generate(input_ids=ids, attention_mask=mask,
+                                   **{cache_argument(self.base_model): cache}, **kwargs)
+    return out[:, n:]
+
+
+def patch_prefix_generate(peft_model) -> None:
+    """Replace a prefix-tuned PeftModel's `generate` with one that uses the prefix.
+
+    transformers 5.24 takes the generation cache as `cache`; peft 0.21 still injects the
+    prefix as `past_key_values`, which the model then ignores ("Both `past_key_values` and
+    `cache` are set ... ignoring deprecated past_key_values"), so it generates as if it had
+    no prefix. Forward passes (training, scoring) are not affected.
+    """
+    peft_model.generate = types.MethodType(_prefix_generate, peft_model)

@@ -1,0 +1,174 @@
+"""mclab.compat against the installed libraries: one test per function, on the tiny Llama.
+
+Each test asserts the behaviour the course relies on, so a release that changes it fails
+here (and in `make test-latest`), in the test named after the function to revisit.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from mclab import compat
+
+
+def _ids(tok, texts):
+    return tok(texts, return_tensors="pt", add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def test_cache_argument_is_the_one_the_forward_uses(load_tiny):
+    model, tok = load_tiny()
+    ids = _ids(tok, ["The capital of France is Paris"])
+    full = model(input_ids=ids).logits[0, -1]
+    head = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+    name = compat.cache_argument(model)
+    tail = model(input_ids=ids[:, -1:], **{name: head}).logits[0, -1]
+    torch.testing.assert_close(tail, full, atol=1e-4, rtol=1e-4)  # the cache was used, not ignored
+
+
+@torch.no_grad()
+def test_repeat_cache_repeats_each_row_in_place(load_tiny):
+    model, tok = load_tiny()
+    ids = _ids(tok, ["one two three", "four five six"])
+    assert ids.shape[0] == 2
+    cache = model(input_ids=ids, use_cache=True).past_key_values
+    before = [tuple(t.clone() for t in compat.cache_layer_kv(cache, i)) for i in range(2)]
+    assert compat.repeat_cache(cache, 3) is cache
+    for layer, (keys, values) in enumerate(before):
+        got_keys, got_values = compat.cache_layer_kv(cache, layer)
+        torch.testing.assert_close(got_keys, keys.repeat_interleave(3, dim=0))
+        torch.testing.assert_close(got_values, values.repeat_interleave(3, dim=0))
+
+
+@torch.no_grad()
+def test_cache_layer_kv_holds_the_layers_keys_and_values(load_tiny):
+    model, tok = load_tiny()
+    cfg = model.config
+    heads, head_dim = cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    ids = _ids(tok, ["a short text to cache"])
+    seen = {}
+    hooks = [getattr(model.model.layers[1].self_attn, name).register_forward_hook(
+        lambda _m, _i, out, name=name: seen.__setitem__(name, out)) for name in ("k_proj", "v_proj")]
+    try:
+        cache = model(input_ids=ids, use_cache=True).past_key_values
+    finally:
+        for hook in hooks:
+            hook.remove()
+    keys, values = compat.cache_layer_kv(cache, 1)
+    n = ids.shape[1]
+    assert keys.shape == values.shape == (1, heads, n, head_dim)
+    fresh = {name: out.view(1, n, heads, head_dim).transpose(1, 2) for name, out in seen.items()}
+    torch.testing.assert_close(values, fresh["v_proj"])  # values are stored as projected
+    # keys are stored after the rotary embedding, which is the identity at position 0
+    torch.testing.assert_close(keys[:, :, 0], fresh["k_proj"][:, :, 0])
+
+
+def test_checkpointing_argument_is_a_field_that_does_not_warn(tmp_path):
+    import dataclasses
+
+    from transformers import TrainingArguments
+    from trl import DPOConfig, SFTConfig
+
+    for config_cls in (TrainingArguments, SFTConfig, DPOConfig):
+        name = compat.checkpointing_argument(config_cls)
+        assert name in {f.name for f in dataclasses.fields(config_cls)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True,
+                         **{compat.checkpointing_argument(SFTConfig): True})
+    assert getattr(args, compat.checkpointing_argument(SFTConfig)) is True
+    assert not [w for w in caught if "checkpointing" in str(w.message)], \
+        [str(w.message) for w in caught]
+
+
+def test_accepts_loss_kwargs_reads_the_trainers_choice(load_tiny, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model, _ = load_tiny()
+    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path),
+                                                          report_to="none", use_cpu=True))
+    # a Llama forward takes the loss kwargs (num_items_in_batch), so the trainer passes them
+    assert compat.accepts_loss_kwargs(trainer) is True
+
+
+def test_embedding_dimension_is_the_vectors_length(embedder):
+    assert compat.embedding_dimension(embedder) == len(embedder.encode(["a sentence"])[0])
+
+
+def test_is_injected_tuner_tells_lora_from_prefix(load_tiny):
+    from peft import get_peft_model
+
+    from mclab.peft_methods import lora_config, prefix_config
+
+    model, _ = load_tiny()
+    assert not compat.is_injected_tuner(model)
+    lora = get_peft_model(model, lora_config(2, 4))
+    assert compat.is_injected_tuner(lora)
+    model = lora.unload()
+    assert not any("lora" in name for name, _ in model.named_modules())
+    prefix = get_peft_model(model, prefix_config(2))
+    assert not compat.is_injected_tuner(prefix)
+
+
+@torch.no_grad()
+def test_write_prefix_weights_is_the_cache_peft_builds(load_tiny):
+    from peft import get_peft_model
+
+    from mclab.peft_methods import prefix_config
+
+    model, _ = load_tiny()
+    cfg = model.config
+    heads, head_dim = cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    wrapped = get_peft_model(model, prefix_config(3))
+    torch.manual_seed(1)
+    layers_kv = [(torch.randn(heads, 3, head_dim), torch.randn(heads, 3, head_dim))
+                 for _ in range(cfg.num_hidden_layers)]
+    compat.write_prefix_weights(wrapped, layers_kv)
+    cache = wrapped.get_prompt(batch_size=2)
+    for layer, (keys, values) in enumerate(layers_kv):
+        got_keys, got_values = compat.cache_layer_kv(cache, layer)
+        torch.testing.assert_close(got_keys, keys.expand(2, -1, -1, -1))
+        torch.testing.assert_close(got_values, values.expand(2, -1, -1, -1))
+
+
+def test_adapter_disabled_inside_disable_adapter(load_tiny):
+    from peft import get_peft_model
+
+    from mclab.peft_methods import prefix_config
+
+    wrapped = get_peft_model(load_tiny()[0], prefix_config(2))
+    assert not compat.adapter_disabled(wrapped)
+    with wrapped.disable_adapter():
+        assert compat.adapter_disabled(wrapped)
+    assert not compat.adapter_disabled(wrapped)
+
+
+@torch.no_grad()
+def test_patch_prefix_generate_makes_generate_use_the_prefix(load_tiny):
+    from peft import get_peft_model
+
+    from mclab.peft_methods import prefix_config
+
+    model, tok = load_tiny()
+    ids = _ids(tok, ["Tell me a story about a dog"])
+    settings = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False,
+                    pad_token_id=tok.pad_token_id)
+    plain = model.generate(input_ids=ids, **settings)
+    torch.manual_seed(0)
+    wrapped = get_peft_model(model, prefix_config(4))
+    with torch.no_grad():  # a prefix large enough to move a random model's greedy choice
+        wrapped.prompt_encoder["default"].embedding.weight.mul_(5)
+    # the bug the patch works around: peft's generate ignores the prefix
+    assert torch.equal(wrapped.generate(input_ids=ids, **settings), plain), \
+        "peft's own generate now uses the prefix: patch_prefix_generate may be dropped"
+    compat.patch_prefix_generate(wrapped)
+    fixed = wrapped.generate(input_ids=ids, **settings)
+    manual = ids  # greedy decoding with the prefix model's forward, which uses the prefix
+    for _ in range(5):
+        manual = torch.cat([manual, wrapped(input_ids=manual).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(fixed, manual)
+    assert not torch.equal(fixed[:, -5:], plain[:, -5:])  # the prefix changed the answer
+    with wrapped.disable_adapter():
+        assert torch.equal(wrapped.generate(input_ids=ids, **settings), plain)
