@@ -298,10 +298,12 @@ def run_grpo(ctx):
 
 METHODS = [
     Method("base", "none", "-", run_base),
+    # what the model reads
     Method("prompt engineering", "prompting", "company, local", run_prompt_engineering),
     Method("few-shot (4 other facts)", "prompting", "company, local", run_few_shot),
     Method("retrieval over training Q&A (k=4)", "retrieval", "company, local", run_qa_retrieval),
     Method("RAG (hybrid, k=2)", "retrieval", "company", run_rag),
+    # raw text, then labelled examples, then small trainable modules
     Method("CPT + replay", "continued pre-training", "medical", run_cpt_medical),
     Method("CPT documents", "continued pre-training", "company", run_cpt_documents),
     Method("CPT documents + paraphrases", "continued pre-training", "company",
@@ -309,6 +311,7 @@ METHODS = [
     Method("full SFT", "supervised fine-tuning", "company", run_full_sft),
     Method("LoRA r=16", "parameter-efficient", "company", run_lora),
     Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix),
+    # feedback signals, after the SFT model they start from
     Method("local SFT (LoRA)", "supervised fine-tuning", "local", run_local_sft),
     Method("SFT + DPO", "reinforcement fine-tuning", "local", run_dpo),
     Method("SFT + GRPO", "reinforcement fine-tuning", "local", run_grpo),
