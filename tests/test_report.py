@@ -144,11 +144,19 @@ def test_checks_accept_the_right_answers_and_explain_wrong_ones(table):
     from mclab.checks import ExerciseFailed
     from mclab.checks import choosing as checks
 
-    checks.check_cheapest_company("RAG (hybrid, k=2)", table)
+    def test(a, p, difference):
+        return {"a": a, "b": "base", "metric": "company_knowledge", "p_value": p,
+                "difference": difference, "verdict": f"{a} vs base"}
+
+    verdicts = [test("RAG (hybrid, k=2)", 0.001, 0.5), test("full SFT", 0.01, 0.2),
+                test("LoRA r=16", 0.2, 0.1)]
+    checks.check_cheapest_company("RAG (hybrid, k=2)", table, verdicts)
     with pytest.raises(ExerciseFailed, match="another winner costs less"):
-        checks.check_cheapest_company("full SFT", table)
-    with pytest.raises(ExerciseFailed, match="not more than the noise"):
-        checks.check_cheapest_company("LoRA r=16", table, margin=0.15)
+        checks.check_cheapest_company("full SFT", table, verdicts)
+    with pytest.raises(ExerciseFailed, match="cannot tell them apart"):
+        checks.check_cheapest_company("LoRA r=16", table, verdicts)
+    with pytest.raises(ExerciseFailed, match="not a method"):
+        checks.check_cheapest_company("magic", table, verdicts)
     gains = gains_over_base(table, "locality")
     minutes = table.loc[gains.index, "train_seconds"] / 60
     good = (gains[minutes > 0] / minutes[minutes > 0]).sort_values(ascending=False)

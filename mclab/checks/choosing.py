@@ -2,33 +2,37 @@
 
 import pandas as pd
 
-from ..choosing import QUALITY, best_within, gains_over_base
+from ..choosing import QUALITY, best_within, find_verdict, gains_over_base, paired_winners
 from . import exercise, fail, passed
 
 
-@exercise("08 easy: the cheapest method that beats the base on company knowledge")
-def check_cheapest_company(answer, table: pd.DataFrame, margin: float = 0.0, *,
+@exercise("08 easy: the cheapest method that a paired test finds better than the base")
+def check_cheapest_company(answer, table: pd.DataFrame, verdicts: list[dict], *,
                            title: str) -> None:
-    """`margin`: the gain a winner must exceed (the eval's noise; 0 counts any gain)."""
-    gains = gains_over_base(table, "company_knowledge")
-    winners = gains[gains > margin]
+    """`verdicts`: the report's paired tests (`result["verdicts"]`)."""
+    from ..stats import format_p
+
+    winners = paired_winners(verdicts, "company_knowledge")
     if answer not in table.index:
         fail(title, f"{answer!r} is not a method in the table",
              "use a name from `table.index`, e.g. 'RAG (hybrid, k=2)'")
-    if answer in gains.index and 0 < gains[answer] <= margin:
-        fail(title, f"{answer!r} gains {gains[answer]:+.3f} over the base, not more than the "
-             f"noise ({margin:.3f})", "keep the methods whose gain is larger than `margin`")
-    if answer not in winners.index:
-        fail(title, f"{answer!r} does not beat the base on company knowledge "
-             f"({table.loc[answer, 'company_knowledge']:.3f} vs {table.loc['base', 'company_knowledge']:.3f})",
-             "keep the methods whose company_knowledge is above the base row's")
-    cheapest = table.loc[winners.index, "train_seconds"].astype(float)
+    if answer not in winners:
+        test = find_verdict(verdicts, answer, "base", "company_knowledge")
+        if test is not None and test["difference"] > 0:
+            fail(title, f"{answer!r} scores above the base, but the paired test cannot tell "
+                 f"them apart ({format_p(test['p_value'])})",
+                 "keep the verdicts against the base with p_value < 0.05 and a positive "
+                 "difference")
+        fail(title, f"{answer!r} does not beat the base on company knowledge",
+             "keep the verdicts against the base with p_value < 0.05 and a positive difference")
+    cheapest = table.loc[winners, "train_seconds"].astype(float)
     tied = cheapest[cheapest == cheapest.min()].index
     if answer not in tied:
         fail(title, f"{answer!r} beats the base but trains for "
              f"{table.loc[answer, 'train_seconds']:.0f} s; another winner costs less",
              "sort the winners by train_seconds")
-    return passed(title, f"{answer} (+{winners[answer]:.3f}, {cheapest[answer]:.0f} s of training).")
+    return passed(title, f"{answer}: {find_verdict(verdicts, answer, 'base', 'company_knowledge')['verdict']}, "
+                  f"{cheapest[answer]:.0f} s of training.")
 
 
 @exercise("08 medium: gain per training minute")
