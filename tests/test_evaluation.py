@@ -120,3 +120,25 @@ def test_answer_logprobs_match_the_models_own_loss(model_and_tokenizer):
         assert total == pytest.approx(-loss * n, rel=1e-4)
     with pytest.raises(ValueError, match="as many answers"):
         answer_logprobs(model, tok, prompts, answers[:1])
+
+
+def test_one_scorer_scores_the_parts_asked_with_the_methods_own_context(load_tiny, embedder):
+    """scorecard.score_model: notebooks, the report and tests score through it."""
+    from mclab.scorecard import eval_sets, score_model
+
+    model, tok = load_tiny()
+    sets = eval_sets()
+    seen = []
+
+    def context(items):  # a method's own context (retrieval, examples), per eval item
+        seen.append(len(items))
+        return [f"Note: {it['options'][it['answer']]} is right." for it in items]
+
+    card = score_model(model, tok, embedder, sets, company_context=context,
+                       parts=("company", "uncovered"))
+    assert seen == [len(sets["company_mc"]), len(sets["company_uncovered"])]
+    assert card.company.n == len(sets["company_mc"]) and card.ms_per_answer > 0
+    assert card.company_uncovered is not None and card.locality is None
+    assert card.medical_perplexity is None and "locality" not in card.as_dict()
+    with pytest.raises(ValueError, match="unknown parts"):
+        score_model(model, tok, embedder, sets, parts=("vibes",))
