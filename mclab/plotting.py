@@ -67,6 +67,27 @@ def plot_series(x, series: dict, xlabel: str, ylabel: str, title: str | None = N
     return ax
 
 
+def separate_labels(ax, labels, pad: float = 1.0, rounds: int = 200) -> None:
+    """Nudge point labels up or down until no two overlap (a few hundred tiny steps)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for _ in range(rounds):
+        boxes = [t.get_window_extent(renderer).expanded(1.0, 1.05) for t in labels]
+        moved = False
+        for i in range(len(labels)):
+            for j in range(i + 1, len(labels)):
+                if not boxes[i].overlaps(boxes[j]):
+                    continue
+                lower, upper = sorted((i, j), key=lambda k: boxes[k].y0)
+                for k, step in ((lower, -pad), (upper, pad)):
+                    x, y = labels[k].xyann
+                    labels[k].xyann = (x, y + step)
+                moved = True
+        if not moved:
+            return
+
+
 def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
     """Quality against cost, one point per method: company knowledge and locality panels.
 
@@ -78,6 +99,7 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for ax, (metric, label) in zip(axes, panels):
         points = [r for r in rows if r.get(metric) is not None]
+        labels = []
         for i, r in enumerate(points):
             x = 1 + (r.get(cost) or 0)
             ax.scatter(x, r[metric], s=30 + (r.get("peak_memory_mb") or 0) / 15,
@@ -85,8 +107,8 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
             if r.get(f"{metric}_ci"):  # the 95% interval over items
                 low, high = r[f"{metric}_ci"]
                 ax.vlines(x, low, high, color=f"C{i % 10}", lw=1.2)
-            ax.annotate(r["method"], (x, r[metric]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            labels.append(ax.annotate(r["method"], (x, r[metric]), fontsize=7, xytext=(5, 0),
+                                      textcoords="offset points", va="center"))
         base = next((r[metric] for r in rows if r["method"] == "base"), None)
         if base is not None:
             ax.axhline(base, ls=":", c="gray", lw=1, label="base model")
@@ -95,7 +117,9 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
         ax.set_xscale("log")
         ax.set_xlabel(f"1 + {cost.replace('_', ' ')} (log scale)")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8, loc="lower right")
+        # the legend sits under the axes, where no point or label can be
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        separate_labels(ax, labels)
     fig.suptitle("Quality vs training cost (marker size: peak memory; bars: 95% intervals)",
                  fontsize=11)
     fig.tight_layout()

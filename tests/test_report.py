@@ -218,3 +218,23 @@ def test_locality_and_uncovered_rows_get_intervals_and_paired_tests(out):
     assert loc["difference_ci"][0] > 0  # every sentence improved
     assert ("company_uncovered", "full SFT", "base") in tests
     assert rows["full SFT"]["company_uncovered_ci"] is not None
+
+
+def test_plot_labels_do_not_overlap_each_other_or_the_legend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mclab.plotting import plot_quality_vs_cost
+
+    rows = [{"method": f"method number {i}", "company_knowledge": 0.2 + 0.002 * i,
+             "company_knowledge_ci": [0.1, 0.3], "locality": 0.01, "train_seconds": 100.0,
+             "peak_memory_mb": 1500.0} for i in range(8)]
+    rows.append({**rows[0], "method": "base", "train_seconds": 0.0})
+    fig = plot_quality_vs_cost(rows)
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(boxes) == 9
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not any(b.overlaps(legend) for b in boxes)
