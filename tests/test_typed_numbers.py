@@ -46,8 +46,37 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
-# notebook stem prefix ("03") -> {phrase containing the number: reason}
-ALLOWED: dict[str, dict[str, str]] = {}
+CHANCE = "chance with four options: a definition, not a result"
+BUDGET = "the course's memory budget (a Binder session): a setting, not a result"
+
+# notebook number ("03") -> {phrase containing the number: reason}
+ALLOWED: dict[str, dict[str, str]] = {
+    "00": {"Chance is 25 %": CHANCE},
+    "01": {"chance is 0.25": CHANCE},
+    "02": {"chance 0.25": CHANCE},
+    "03": {"chance 25%": CHANCE, "chance is 0.25": CHANCE, "fit 2 GB": BUDGET,
+           "a 10x larger learning": "a setting to try in the panel",
+           "replay 0 vs 0.5": "settings to try in the panel",
+           "-0.25 means 25% lower": "the exercise's example of the sign convention"},
+    "04": {"fits 2 GB": BUDGET, "2 GB session": BUDGET, "chance 0.25": CHANCE,
+           "a 10x larger learning": "a setting to try in the panel"},
+    "05": {"2 GB budget": BUDGET, "5-minute, 2 GB CPU budget": BUDGET,
+           "log 2 ≈ 0.693": "a mathematical constant (DPO's loss at step 1)",
+           "1.5× the source": "the reward's definition", "0 at 3×": "the reward's definition",
+           '"50%"': "chance for a pair: a definition",
+           "**1.0** when": "the exercise's specification", "**0.5** when": "the exercise's "
+           "specification", "**0.0** when": "the exercise's specification"},
+    "06": {"2 GB budget": BUDGET,
+           "sampled every 20 ms": "PeakMemory's sampling interval (mclab/measure.py): a setting"},
+    "07": {"step 0.1": "the weight grid's step: a setting",
+           "w = 0, 0.1, …, 1": "the exercise's weight grid: a setting",
+           '"0.35"': "a matplotlib grey level (a bar colour), not a number",
+           '"0.6"': "a matplotlib grey level (a bar colour), not a number",
+           "0.5·ΔW1 + 0.5·ΔW2": "the merge weights [0.5, 0.5] set in the same cell"},
+    # TEMPORARY: 08 is being rewritten on another branch; its current hits are listed here so
+    # the test passes now, and are checked again once its rewrite lands.
+    "08": {"(chance 0.25)": "TEMPORARY (08 rewrite pending); also a definition: " + CHANCE},
+}
 
 UNITS = (r"(?<=\d)[x×](?!\s*\d)|%|GB|GiB|MB|MiB|KB|kB|KiB|TB|ms|s|sec|secs|seconds?|min|mins|minutes?|h|hours?"
          r"|tokens/s|it/s|points?|pp")
