@@ -73,9 +73,9 @@ ALLOWED: dict[str, dict[str, str]] = {
            '"0.35"': "a matplotlib grey level (a bar colour), not a number",
            '"0.6"': "a matplotlib grey level (a bar colour), not a number",
            "0.5·ΔW1 + 0.5·ΔW2": "the merge weights [0.5, 0.5] set in the same cell"},
-    # TEMPORARY: 08 is being rewritten on another branch; its current hits are listed here so
-    # the test passes now, and are checked again once its rewrite lands.
-    "08": {"(chance 0.25)": "TEMPORARY (08 rewrite pending); also a definition: " + CHANCE},
+    "08": {"(chance 0.25)": CHANCE,
+           "with its 95% interval": "the interval's confidence level: a setting",
+           "paired test (p < 0.05)": "the test's significance level: a setting"},
 }
 
 UNITS = (r"(?<=\d)[x×](?!\s*\d)|%|GB|GiB|MB|MiB|KB|kB|KiB|TB|ms|s|sec|secs|seconds?|min|mins|minutes?|h|hours?"
