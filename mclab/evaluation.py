@@ -228,6 +228,11 @@ class LocalityResult:
     hits: list[list[str]] = field(repr=False)
     similarities: list[float] = field(repr=False)
 
+    @property
+    def item_scores(self) -> list[float]:
+        """Each output's score (local phrasing x meaning): what paired tests compare."""
+        return [float(bool(h)) * sim for h, sim in zip(self.hits, self.similarities)]
+
 
 def locality_score(outputs: list[str], references: list[str], lexicon,
                    embedder) -> LocalityResult:

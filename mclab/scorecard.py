@@ -98,10 +98,9 @@ def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts=None, syst
     ms = 1000 * (time.perf_counter() - start) / len(prompts)
     outputs = [g.text for g in gens]
     loc = locality_score(outputs, list(eval_rows["local"]), lexicon, embedder)
-    items = [float(bool(h)) * sim for h, sim in zip(loc.hits, loc.similarities)]
     return VariantResult(name, loc.score, loc.style_rate,
                          float(np.mean([g.prompt_tokens for g in gens])), ms, outputs,
-                         loc.meaning, items)
+                         loc.meaning, loc.item_scores)
 
 
 PARTS = ("company", "uncovered", "medical", "locality")
