@@ -148,7 +148,8 @@ def evaluate_ensembles(members: dict[str, KnowledgeResult], val, test,
     """Every member and every combination, scored on the `test` items.
 
     The weighted average gets its weights from `fit_weights` on the `val` items only.
-    Each row has the validation and test accuracy, the weights and the inference cost
+    Each row has the validation and test accuracy (and `test_correct`, per test item, for
+    paired tests), the weights and the inference cost
     (the sum of the milliseconds per question of the members it runs: all of them, except
     those a fitted weight of 0 drops).
     """
@@ -158,7 +159,8 @@ def evaluate_ensembles(members: dict[str, KnowledgeResult], val, test,
     on_test = {n: select(r, test) for n, r in members.items()}
     names = list(members)
     rows = [{"method": n, "members": 1, "val": on_val[n].accuracy, "test": on_test[n].accuracy,
-             "ms / question": ms.get(n, np.nan), "weights": "", "ensemble": False}
+             "ms / question": ms.get(n, np.nan), "weights": "", "ensemble": False,
+             "test_correct": on_test[n].correct}
             for n in names]
     weights, _ = fit_weights(on_val, step)
     for label, combine, w in [("average (plain)", average_probs, None),
@@ -166,24 +168,31 @@ def evaluate_ensembles(members: dict[str, KnowledgeResult], val, test,
                               ("majority vote", majority_vote, None)]:
         shown = "" if w is None else ", ".join(f"{n} {x:.1f}" for n, x in zip(names, w))
         used = names if w is None else [n for n, x in zip(names, w) if x > 0]
+        on_test_combined = combine(on_test, w)
         rows.append({"method": label, "members": len(used),
-                     "val": combine(on_val, w).accuracy, "test": combine(on_test, w).accuracy,
+                     "val": combine(on_val, w).accuracy, "test": on_test_combined.accuracy,
                      "ms / question": sum(ms.get(n, np.nan) for n in used), "weights": shown,
-                     "ensemble": True})
+                     "ensemble": True, "test_correct": on_test_combined.correct})
     return rows
 
 
 def verdict(rows: list[dict]) -> str:
-    """One honest sentence: does the best ensemble beat the best member on the test items?"""
+    """Does the best ensemble beat the best member on the test items? Decided by an exact
+    McNemar test on the same questions, so "cannot tell" is a possible answer."""
+    from .stats import mcnemar_exact, verdict as paired_verdict
+
     members = [r for r in rows if not r["ensemble"]]
     ensembles = [r for r in rows if r["ensemble"]]
     best_m = max(members, key=lambda r: r["test"])
     best_e = max(ensembles, key=lambda r: r["test"])
     gap = best_e["test"] - best_m["test"]
-    how = "beats" if gap > 0 else ("ties with" if gap == 0 else "falls short of")
+    how = "scores above" if gap > 0 else ("ties with" if gap == 0 else "falls short of")
+    test = mcnemar_exact(best_e["test_correct"], best_m["test_correct"])
     return (f"The best ensemble here, {best_e['method']} ({best_e['test']:.3f}), {how} the best "
             f"single member, {best_m['method']} ({best_m['test']:.3f}), on the test half "
-            f"({gap:+.3f}); it runs {best_e['members']} member(s), "
+            f"({gap:+.3f}); paired on the same questions: "
+            f"{paired_verdict(test, names=(best_e['method'], best_m['method']))}. It runs "
+            f"{best_e['members']} member(s), "
             f"{best_e['ms / question'] / best_m['ms / question']:.1f}x the inference time.")
 
 
