@@ -216,14 +216,16 @@ def few_shot_contexts(selector: ExampleSelector, qa_rows, questions, shots: int,
 
 def run_few_shot_knowledge(model, tokenizer, items, qa_rows, selector: ExampleSelector,
                            shots: int, strategy: str, seed: int = 0,
-                           system=KNOWLEDGE_SYSTEM) -> VariantResult:
+                           system=KNOWLEDGE_SYSTEM, other_facts: bool = False) -> VariantResult:
     """Company knowledge with `shots` training Q/A pairs (random or most similar) in front."""
     items = list(items)
     if shots == 0:
         return run_knowledge(model, tokenizer, items, None, system, "0-shot")
+    facts = [it["fact_id"] for it in items] if other_facts else None
     contexts = few_shot_contexts(selector, qa_rows, [it["question"] for it in items], shots,
-                                 strategy, seed)
-    return run_knowledge(model, tokenizer, items, contexts, system, f"{shots}-shot {strategy}")
+                                 strategy, seed, facts=facts)
+    name = f"{shots}-shot {strategy}" + (", other facts" if other_facts else "")
+    return run_knowledge(model, tokenizer, items, contexts, system, name)
 
 
 # ---------------------------------------------------------------------------- widget
