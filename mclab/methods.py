@@ -46,16 +46,15 @@ class Context:
 
 # --------------------------------------------------------------------------- scoring
 
-def score(ctx: Context, model, tokenizer, parts=("company", "uncovered", "medical", "locality"),
-          **kwargs) -> dict:
+def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
     """The shared evals for one model as a report row; prompts and contexts are the method's.
 
     Per-item results are kept (answers, option probabilities, locality per sentence and the
     rewrites), so intervals and paired tests come from the rows without rerunning a method.
     """
-    from .scorecard import score_model
+    from .scorecard import PARTS, score_model
 
-    card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts, **kwargs)
+    card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts or PARTS, **kwargs)
     row = {"company_knowledge": card.company_knowledge, "ms_per_answer": card.ms_per_answer,
            "company_uncovered": card.company_uncovered,
            "medical_perplexity": card.medical_perplexity, "locality": card.locality}
@@ -227,10 +226,8 @@ def run_lora(ctx):
 
 
 def run_prefix(ctx):
-    from peft import get_peft_model
-
     from .finetuning import style_examples, style_split
-    from .peft_methods import enable_prefix_generation, init_prefix_from_text, prefix_config
+    from .peft_methods import enable_prefix_generation, prefix_config, prefix_from_text
     from .training import chat_dataset, train_sft
 
     recipe = recipes.PREFIX
@@ -238,8 +235,7 @@ def run_prefix(ctx):
     cfg = recipe.training.config("report-prefix")
     cfg.validate()  # before the model is wrapped
     train_rows, _ = style_split(ctx.local, recipe.n_val.get())
-    model = get_peft_model(model, prefix_config(recipe.virtual_tokens))
-    init_prefix_from_text(model, tok, recipe.init_text)
+    model = prefix_from_text(model, tok, prefix_config(recipe.virtual_tokens), recipe.init_text)
     result = train_sft(model, tok, chat_dataset(style_examples(train_rows)), cfg)
     enable_prefix_generation(result.model)
     return trained(ctx, result, tok)

@@ -120,6 +120,16 @@ def init_prefix_from_text(peft_model, tokenizer, text: str) -> None:
     write_prefix_weights(peft_model, [(keys[0], values[0]) for keys, values in layers_kv])
 
 
+def prefix_from_text(model, tokenizer, peft_config, text: str):
+    """The model wrapped with a prefix-tuning adapter that starts from `text`'s keys and
+    values (`init_prefix_from_text`), ready to train."""
+    from peft import get_peft_model
+
+    model = get_peft_model(model, peft_config)
+    init_prefix_from_text(model, tokenizer, text)
+    return model
+
+
 def enable_prefix_generation(peft_model):
     """Make `generate` use the prefix of a prefix-tuned model (transformers >= 5, peft 0.21).
 
@@ -213,11 +223,8 @@ def train_adapter(model, tokenizer, dataset, cfg, peft_config, val_prompts, val_
 
     with PeakMemory() as mem:
         if init_text is not None:
-            from peft import get_peft_model
-
             cfg.validate()  # fail before wrapping the model, as train_sft would
-            model = get_peft_model(model, peft_config)
-            init_prefix_from_text(model, tokenizer, init_text)
+            model = prefix_from_text(model, tokenizer, peft_config, init_text)
             peft_config = None
         result = train_sft(model, tokenizer, dataset, cfg, peft_config=peft_config)
     folder = result.run_dir / "model"  # the training core saves adapters there

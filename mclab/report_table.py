@@ -44,9 +44,10 @@ class ReportError(ValueError):
     """A method name or an output folder the report cannot use."""
 
 
-
 ENSEMBLE = ("RAG (hybrid, k=2)", "full SFT", "LoRA r=16")  # averaged option probabilities
 ENSEMBLE_NAME = "ensemble (RAG + SFT + LoRA)"
+# the multiple-choice evals a row may carry per question: row key prefix -> table column
+KNOWLEDGE_EVALS = (("company", "company_knowledge"), ("uncovered", "company_uncovered"))
 
 
 def slug(name: str) -> str:
@@ -64,16 +65,10 @@ def load_row(out: Path, name: str) -> dict | None:
 def ensemble_row(rows: dict) -> dict | None:
     """Average the option probabilities of the ENSEMBLE members, if all have run."""
     from .ensembling import average_probs
-    from .evaluation import KnowledgeResult
 
     if not all(n in rows for n in ENSEMBLE):
         return None
-    members = {n: KnowledgeResult(rows[n]["company_knowledge"], [], rows[n]["company_answers"],
-                                  [np.array(p) for p in rows[n]["company_probs"]])
-               for n in ENSEMBLE}
-    for n, r in members.items():
-        r.predictions = [int(np.argmax(p)) for p in r.probs]
-    combined = average_probs(members)
+    combined = average_probs({n: row_result(rows[n]) for n in ENSEMBLE})
     parts = [rows[n] for n in ENSEMBLE]
     return {"method": ENSEMBLE_NAME, "family": "ensembling", "trained_on": "company",
             "company_knowledge": combined.accuracy, "medical_perplexity": None,
@@ -88,13 +83,25 @@ def ensemble_row(rows: dict) -> dict | None:
             "mode": parts[0]["mode"]}
 
 
+def row_result(row: dict, key: str = "company"):
+    """The `KnowledgeResult` a row kept for `key`'s eval (its option probabilities and the
+    right answers), or None where the method was not scored on it."""
+    from .evaluation import KnowledgeResult
+
+    if not row.get(f"{key}_probs"):
+        return None
+    probs = [np.array(p) for p in row[f"{key}_probs"]]
+    answers = row[f"{key}_answers"]
+    predictions = [int(np.argmax(p)) for p in probs]
+    accuracy = float(np.mean([p == a for p, a in zip(predictions, answers)]))
+    return KnowledgeResult(accuracy, predictions, answers, probs)
+
+
 def correct_items(row: dict, key: str = "company") -> np.ndarray | None:
     """Per question of `key`'s eval, whether the row's method answered it right (None: not
     scored)."""
-    if not row.get(f"{key}_probs"):
-        return None
-    return np.array([int(np.argmax(p)) == a
-                     for p, a in zip(row[f"{key}_probs"], row[f"{key}_answers"])])
+    result = row_result(row, key)
+    return None if result is None else np.array(result.correct)
 
 
 def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str, str]]:
@@ -117,28 +124,25 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
     company accuracies, paired bootstrap for locality (sentence by sentence)."""
     from .stats import mcnemar_exact, paired_bootstrap, verdict
 
+    def record(a, b, metric, name, test, **counts):
+        out.append({"a": a, "b": b, "metric": metric, "test": name, "n": test.n, **counts,
+                    "p_value": test.p_value, "difference": test.difference.estimate,
+                    "difference_ci": [test.difference.low, test.difference.high],
+                    "verdict": verdict(test, names=(a, b))})
+
     out = []
-    for key, metric in (("company", "company_knowledge"), ("uncovered", "company_uncovered")):
+    for key, metric in KNOWLEDGE_EVALS:
         correct = {r["method"]: c for r in rows if (c := correct_items(r, key)) is not None}
         accuracy = {name: float(c.mean()) for name, c in correct.items()}
         for a, b in comparisons(list(correct), accuracy):
             test = mcnemar_exact(correct[a], correct[b])
-            out.append({"a": a, "b": b, "metric": metric, "test": "exact McNemar",
-                        "n": test.n, "a_only": test.b, "b_only": test.c,
-                        "p_value": test.p_value, "difference": test.difference.estimate,
-                        "difference_ci": [test.difference.low, test.difference.high],
-                        "verdict": verdict(test, names=(a, b))})
+            record(a, b, metric, "exact McNemar", test, a_only=test.b, b_only=test.c)
     local = {r["method"]: np.array(r["locality_items"]) for r in rows if r.get("locality_items")}
     for a in local:
         for b in [m for m in ("base", "local SFT (LoRA)") if m in local and m != a]:
             if b == "local SFT (LoRA)" and not a.startswith("SFT +"):
                 continue  # RL rows are compared with the SFT model they start from
-            test = paired_bootstrap(local[a], local[b])
-            out.append({"a": a, "b": b, "metric": "locality", "test": "paired bootstrap",
-                        "n": test.n, "p_value": test.p_value,
-                        "difference": test.difference.estimate,
-                        "difference_ci": [test.difference.low, test.difference.high],
-                        "verdict": verdict(test, names=(a, b))})
+            record(a, b, "locality", "paired bootstrap", paired_bootstrap(local[a], local[b]))
     return out
 
 
@@ -146,7 +150,7 @@ def with_intervals(row: dict) -> dict:
     from .stats import bootstrap_ci
 
     row = dict(row)
-    for key, metric in (("company", "company_knowledge"), ("uncovered", "company_uncovered")):
+    for key, metric in KNOWLEDGE_EVALS:
         if (correct := correct_items(row, key)) is not None:
             ci = bootstrap_ci(correct.astype(float))
             row[f"{metric}_ci"] = [ci.low, ci.high]
