@@ -14,8 +14,10 @@ from pathlib import Path
 
 from .config import get_settings, shipped_data_dir
 
+# A field that may be JSON null; otherwise a non-empty string.
+STR_OR_NULL = (str, type(None))
 # field -> type, per file; every listed field is required and strings must be non-empty.
-SCHEMAS: dict[str, dict[str, dict[str, type]]] = {
+SCHEMAS: dict[str, dict[str, dict[str, type | tuple]]] = {
     "company": {
         "documents": {"id": str, "title": str, "category": str, "text": str},
         "train_qa": {"id": str, "fact_id": str, "doc_id": str, "question": str, "answer": str},
@@ -24,6 +26,12 @@ SCHEMAS: dict[str, dict[str, dict[str, type]]] = {
         # Same rules as eval_mc, on facts the documents state but no training Q&A covers.
         "eval_uncovered_mc": {"id": str, "fact_id": str, "doc_id": str, "question": str,
                               "options": list, "answer": int},
+        # Questions no document answers (for RAG abstention): the eval split is only scored,
+        # the thresholds are chosen on the val split.
+        "eval_unanswerable": {"id": str, "question": str, "near_doc_id": STR_OR_NULL,
+                              "kind": str, "why_unanswerable": str},
+        "val_unanswerable": {"id": str, "question": str, "near_doc_id": STR_OR_NULL,
+                             "kind": str, "why_unanswerable": str},
     },
     "medical": {
         "glossary": {"term": str, "definition": str},
@@ -42,13 +50,17 @@ SCHEMAS: dict[str, dict[str, dict[str, type]]] = {
 SCENARIOS = tuple(SCHEMAS)
 # The company's multiple-choice files: one set of rules for both (see _check_mc_items).
 COMPANY_MC = ("eval_mc", "eval_uncovered_mc")
+# The company's unanswerable-question files and their two kinds: a near miss names a real
+# entity and the document a keyword search would hit (near_doc_id); off-topic has null there.
+COMPANY_UNANSWERABLE = ("eval_unanswerable", "val_unanswerable")
+UNANSWERABLE_KINDS = ("near-miss", "off-topic")
 
 
 class DataError(ValueError):
     """A dataset file or row is malformed; the message says where and how to fix it."""
 
 
-def _check_row(row, schema: dict[str, type], where: str) -> None:
+def _check_row(row, schema: dict[str, type | tuple], where: str) -> None:
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
     for field, kind in schema.items():
@@ -58,10 +70,11 @@ def _check_row(row, schema: dict[str, type], where: str) -> None:
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise DataError(f"{where}: field '{field}' must be an integer, got {value!r}")
         if kind is not int and not isinstance(value, kind):
+            wanted = "str or null" if kind == STR_OR_NULL else kind.__name__
             raise DataError(
-                f"{where}: field '{field}' must be {kind.__name__}, got {type(value).__name__}"
+                f"{where}: field '{field}' must be {wanted}, got {type(value).__name__}"
             )
-        if kind is str and not value.strip():
+        if isinstance(value, str) and not value.strip():
             raise DataError(f"{where}: field '{field}' is empty")
         if kind is list and not all(isinstance(v, str) and v.strip() for v in value):
             raise DataError(f"{where}: field '{field}' must be a list of non-empty strings")
@@ -78,9 +91,16 @@ def _check_row(row, schema: dict[str, type], where: str) -> None:
         raise DataError(f"{where}: field 'chosen' equals 'rejected'; a preference needs two replies")
     if "forms" in schema and not row["forms"]:
         raise DataError(f"{where}: field 'forms' is empty; list at least one surface form")
+    if "kind" in schema:
+        if row["kind"] not in UNANSWERABLE_KINDS:
+            raise DataError(f"{where}: field 'kind' is {row['kind']!r}; use one of "
+                            f"{', '.join(UNANSWERABLE_KINDS)}")
+        if (row["kind"] == "near-miss") != (row["near_doc_id"] is not None):
+            raise DataError(f"{where}: a near-miss names the document it nearly matches in "
+                            "'near_doc_id'; an off-topic question has null there")
 
 
-def read_jsonl(path: str | Path, schema: dict[str, type] | None = None) -> list[dict]:
+def read_jsonl(path: str | Path, schema: dict[str, type | tuple] | None = None) -> list[dict]:
     """Read a JSONL file; with a schema, validate every row."""
     path = Path(path)
     if not path.is_file():
@@ -119,14 +139,15 @@ def _check_links(name: str, rows: dict[str, list[dict]], folder: Path) -> None:
         for split in COMPANY_MC:
             _check_mc_items(split, rows[split], docs, folder)
         _check_uncovered(rows, folder)
+        _check_unanswerable(rows, docs, folder)
 
 
-
-def _check_doc_ids(split: str, items: list[dict], docs: dict[str, str], folder: Path) -> None:
+def _check_doc_ids(split: str, items: list[dict], docs: dict[str, str], folder: Path,
+                   field: str = "doc_id") -> None:
     for lineno, row in enumerate(items, start=1):
-        if row["doc_id"] not in docs:
+        if row[field] is not None and row[field] not in docs:
             raise DataError(
-                f"{folder / split}.jsonl:{lineno}: field 'doc_id' {row['doc_id']!r} "
+                f"{folder / split}.jsonl:{lineno}: field '{field}' {row[field]!r} "
                 "names no document in documents.jsonl"
             )
 
@@ -161,6 +182,33 @@ def _check_uncovered(rows: dict[str, list[dict]], folder: Path) -> None:
                 "(uf-...) for a fact train_qa.jsonl and eval_mc.jsonl do not state, or move it "
                 "to eval_mc.jsonl."
             )
+
+
+def _check_unanswerable(rows: dict[str, list[dict]], docs: dict[str, str], folder: Path) -> None:
+    """The unanswerable questions: ids unique across both files, near_doc_id names a document,
+    and no question (ignoring case) repeats one from another company file or from either
+    unanswerable file."""
+    asked = {}  # lowercased question -> the file that asks it
+    for split in ("train_qa", *COMPANY_MC):
+        for row in rows[split]:
+            asked.setdefault(row["question"].strip().lower(), split)
+    ids = {}
+    for split in COMPANY_UNANSWERABLE:
+        _check_doc_ids(split, rows[split], docs, folder, field="near_doc_id")
+        for lineno, row in enumerate(rows[split], start=1):
+            where = f"{folder / split}.jsonl:{lineno}"
+            if row["id"] in ids:
+                raise DataError(f"{where}: id {row['id']!r} is also used in {ids[row['id']]}"
+                                ".jsonl; ids must be unique across both unanswerable files")
+            ids[row["id"]] = split
+            question = row["question"].strip().lower()
+            if question in asked:
+                raise DataError(
+                    f"{where}: the question repeats one in {asked[question]}.jsonl. Fix: ask "
+                    "a different question; the unanswerable files must be held out from every "
+                    "other company file and from each other."
+                )
+            asked[question] = split
 
 
 def check_data_dir(data_dir: str | Path | None = None, scenarios=SCENARIOS) -> Path:

@@ -1,6 +1,7 @@
 """The shipped datasets load, and malformed rows raise errors that say where and why."""
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -20,6 +21,7 @@ def test_sizes_meet_the_data_card():
     company, medical, local = (load_scenario(n) for n in data.SCENARIOS)
     assert len(company["documents"]) >= 40 and len(company["train_qa"]) >= 150
     assert len(company["eval_mc"]) >= 60 and len(company["eval_uncovered_mc"]) >= 40
+    assert len(company["eval_unanswerable"]) >= 30 and len(company["val_unanswerable"]) >= 20
     assert len(medical["glossary"]) >= 150 and len(medical["train_prose"]) >= 60
     assert len(medical["heldout_prose"]) >= 15 and len(medical["eval_mc"]) >= 40
     assert len(medical["general_text"]) >= 15
@@ -65,6 +67,70 @@ def test_uncovered_eval_answer_positions_are_balanced():
     answers = load_scenario("company")["eval_uncovered_mc"]["answer"]
     for position in range(4):
         assert 0.15 <= answers.count(position) / len(answers) <= 0.35, position
+
+
+def _content_words(text):
+    stop = {"a", "an", "and", "are", "at", "by", "can", "do", "does", "for", "how", "i", "in",
+            "is", "it", "its", "many", "much", "of", "on", "or", "the", "there", "to", "we",
+            "what", "which", "who", "with"}
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in stop}
+
+
+def test_unanswerable_questions_are_held_out_and_mixed():
+    """eval_unanswerable (scored only) and val_unanswerable (thresholds are chosen on it):
+    disjoint, no paraphrase across them, both kinds, mostly near misses."""
+    company = load_scenario("company")
+    evals, vals = (list(company[s]) for s in data.COMPANY_UNANSWERABLE)
+    asked = {q.lower() for s in ("train_qa", *data.COMPANY_MC) for q in company[s]["question"]}
+    for rows in (evals, vals):
+        kinds = [row["kind"] for row in rows]
+        assert set(kinds) == set(data.UNANSWERABLE_KINDS)
+        assert kinds.count("near-miss") >= 0.4 * len(rows)
+        assert not {row["question"].lower() for row in rows} & asked
+    assert not {r["id"] for r in evals} & {r["id"] for r in vals}
+    for e in evals:  # a paraphrase shares most content words; the closest pair today: 0.31
+        for v in vals:
+            a, b = _content_words(e["question"]), _content_words(v["question"])
+            assert len(a & b) / len(a | b) < 0.5, (e["id"], v["id"])
+
+
+def test_near_misses_are_what_keyword_search_finds():
+    """A near miss's near_doc_id is among the top 3 BM25 hits over the documents (one chunk
+    each), so keyword overlap alone would retrieve a plausible but wrong document."""
+    from mclab.rag import BM25Retriever, chunk_documents
+
+    company = load_scenario("company")
+    chunks = chunk_documents(list(company["documents"]), size=400, overlap=0)
+    assert len(chunks) == len(company["documents"])
+    bm25 = BM25Retriever(chunks)
+    for split in data.COMPANY_UNANSWERABLE:
+        rows = [row for row in company[split] if row["kind"] == "near-miss"]
+        hits = bm25.retrieve([row["question"] for row in rows], k=3)
+        for row, top in zip(rows, hits):
+            assert row["near_doc_id"] in {chunks[i].doc_id for i in top}, row["id"]
+
+
+_FIRST_TRAIN_QUESTION = "When was Kestrel & Ashdown Outfitters founded?"
+
+
+@pytest.mark.parametrize("split, lineno, change, message", [
+    ("eval_unanswerable", 3, {"near_doc_id": "doc-099"}, "field 'near_doc_id' 'doc-099' names no"),
+    ("eval_unanswerable", 4, {"near_doc_id": 7}, "field 'near_doc_id' must be str or null"),
+    ("eval_unanswerable", 5, {"kind": "unsure"}, "field 'kind' is 'unsure'"),
+    ("val_unanswerable", 6, {"near_doc_id": None}, "a near-miss names the document"),
+    ("val_unanswerable", 2, {"id": "un-001"}, "also used in eval_unanswerable.jsonl"),
+    ("val_unanswerable", 4, {"question": _FIRST_TRAIN_QUESTION.upper()},
+     "repeats one in train_qa.jsonl"),
+    ("val_unanswerable", 7, {"question": "how much does the wrenfold 28 weigh?"},
+     "repeats one in eval_unanswerable.jsonl"),
+])
+def test_broken_unanswerable_row_names_file_and_line(tmp_path, monkeypatch, split, lineno,
+                                                     change, message):
+    path = _broken_company_copy(tmp_path, monkeypatch, split, lineno,
+                                lambda row: row.update(change))
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        load_scenario("company")
+    assert f"{path}:{lineno}" in str(err.value)
 
 
 def _broken_company_copy(tmp_path, monkeypatch, split, lineno, change):
@@ -166,8 +232,12 @@ def test_dangling_document_link(tmp_path):
     folder.mkdir()
     doc = {"id": "doc-1", "title": "t", "category": "policy", "text": "x"}
     qa = {"id": "qa-1", "fact_id": "f-1", "doc_id": "doc-9", "question": "q", "answer": "a"}
+    unanswerable = {"id": "un-1", "question": "q?", "near_doc_id": None, "kind": "off-topic",
+                    "why_unanswerable": "w"}
     for name, row in (("documents", doc), ("train_qa", qa), ("eval_mc", GOOD),
-                      ("eval_uncovered_mc", {**GOOD, "fact_id": "uf-1"})):
+                      ("eval_uncovered_mc", {**GOOD, "fact_id": "uf-1"}),
+                      ("eval_unanswerable", unanswerable),
+                      ("val_unanswerable", {**unanswerable, "id": "vun-1", "question": "r?"})):
         (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError, match="names no document"):
         load_scenario("company", tmp_path)
