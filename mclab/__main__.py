@@ -89,7 +89,7 @@ def report(args) -> int:
 
     try:
         if args.one:  # the child process of one method
-            rep.run_one(args.one, Path(args.out))
+            rep.run_one(args.one, Path(args.out), add=args.add)
             return 0
         names = args.only or None
         if names:
@@ -99,7 +99,7 @@ def report(args) -> int:
         if args.notebooks and not course_notebooks():
             raise rep.ReportError(NO_NOTEBOOKS)
         out = Path(args.out) if args.out else rep.default_out()
-        result = rep.run_report(names, out, force=args.force)
+        result = rep.run_report(names, out, force=args.force, add=args.add)
         print(f"{len(result['rows'])} rows in {out / 'comparison.md'}")
         if args.notebooks:
             return measure_notebooks(args)
@@ -177,6 +177,9 @@ def main(argv=None) -> int:
                         "reports/ in full mode, the runs folder in quick mode)")
     parser.add_argument("--executed", metavar="FOLDER",
                         help="measure-notebooks: also save each executed notebook here")
+    parser.add_argument("--add", choices=["answers"],
+                        help="report: score this part for the rows that lack it (the method "
+                        "runs again; its other numbers stay)")
     parser.add_argument("--notebooks", action="store_true",
                         help="report: also execute every notebook and record time and memory")
     parser.add_argument("--keep", type=int, metavar="N",

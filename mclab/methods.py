@@ -28,15 +28,16 @@ class Method:
 class Context:
     """What every method needs, loaded once per child process."""
 
-    def __init__(self):
+    def __init__(self, parts=None):
         from .data import load_scenario
         from .models import load_embedder
-        from .scorecard import eval_sets
+        from .scorecard import PARTS, eval_sets
 
         self.settings = get_settings()
         self.sets = eval_sets()
         self.embedder = load_embedder()
         self.company, self.local = load_scenario("company"), load_scenario("local")
+        self.parts = tuple(parts or PARTS)  # the evals to run (a rerun may add one part)
 
     def base(self):
         from .models import load_model
@@ -52,12 +53,22 @@ def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
     Per-item results are kept (answers, option probabilities, locality per sentence and the
     rewrites), so intervals and paired tests come from the rows without rerunning a method.
     """
+    from .answers import is_abstention
     from .scorecard import PARTS, score_model
 
-    card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts or PARTS, **kwargs)
+    parts = [p for p in (parts or PARTS) if p in ctx.parts]
+    card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts, **kwargs)
     row = {"company_knowledge": card.company_knowledge, "ms_per_answer": card.ms_per_answer,
            "company_uncovered": card.company_uncovered,
            "medical_perplexity": card.medical_perplexity, "locality": card.locality}
+    if card.answers is not None:
+        row.update(company_answer_match=card.company_answer_match,
+                   company_answer_f1=card.company_answer_f1, false_abstain=card.false_abstain,
+                   abstain_unanswerable=card.abstain_unanswerable,
+                   answer_texts=card.answers.texts, answer_match_items=card.answers.match,
+                   answer_f1_items=card.answers.f1, answer_abstained=card.answers.abstained,
+                   unanswerable_texts=card.unanswerable,
+                   unanswerable_abstained=[is_abstention(t) for t in card.unanswerable])
     for key, result in (("company", card.company), ("uncovered", card.uncovered)):
         if result is not None:
             row[f"{key}_probs"] = [p.tolist() for p in result.probs]
@@ -108,7 +119,7 @@ def run_prompt_engineering(ctx):
     hints = frequent_local_phrases(list(ctx.local["rewrites_train"]), ctx.sets["lexicon"],
                                    n=recipes.PROMPT_ENGINEERING.hint_phrases)
     prompts = [engineered_local_prompt(s, hints) for s in ctx.sets["local_eval"]["neutral"]]
-    return untrained(score(ctx, model, tok, ("company", "uncovered", "locality"),
+    return untrained(score(ctx, model, tok, ("company", "uncovered", "answers", "locality"),
                            company_system=COMPANY_ROLE, local_prompts=prompts,
                            local_system=LOCAL_ROLE))
 
@@ -125,12 +136,12 @@ def _few_shot(ctx, other_facts: bool) -> dict:
     prompts = local_few_shot_prompts(list(ctx.sets["local_eval"]["neutral"]), pool, rewrites,
                                      recipe.shots, recipe.strategy)
 
-    def context(items):
-        facts = [it["fact_id"] for it in items] if other_facts else None
+    def context(items):  # unanswerable questions have no fact, so nothing to exclude
+        facts = [it.get("fact_id") for it in items] if other_facts else None
         return few_shot_contexts(qa, qa_rows, [it["question"] for it in items], recipe.shots,
                                  recipe.strategy, facts=facts)
 
-    return untrained(score(ctx, model, tok, ("company", "uncovered", "locality"),
+    return untrained(score(ctx, model, tok, ("company", "uncovered", "answers", "locality"),
                            local_prompts=prompts, company_context=context))
 
 
@@ -147,7 +158,9 @@ def run_few_shot(ctx):
 
 
 def run_rag(ctx):
+    from .answers import contains_answer
     from .rag import RAG_SYSTEM, DenseIndex, build_context, chunk_documents, make_retriever
+    from .rag_answers import Abstention, ChunkSimilarity, rag_answer
 
     recipe = recipes.RAG
     model, tok = ctx.base()
@@ -155,13 +168,33 @@ def run_rag(ctx):
                              overlap=recipe.overlap)
     index = DenseIndex.build(chunks, ctx.embedder)
     retriever = make_retriever(recipe.retriever, chunks, ctx.embedder, index)
+    similarity = ChunkSimilarity(ctx.embedder, chunks)
+    abstention = Abstention(recipe.min_similarity, recipe.min_support)
+    written = {}  # question -> RagAnswer, for the citations and reasons in the row
 
     def context(items):  # retrieval is timed with the answer it serves
         ids = retriever.retrieve([it["question"] for it in items], recipe.k)
         return [build_context(i, chunks) for i in ids]
 
-    row = score(ctx, model, tok, ("company", "uncovered"), company_context=context,
-                company_system=RAG_SYSTEM)
+    def answer(items):
+        answers = rag_answer(model, tok, [it["question"] for it in items], retriever, recipe.k,
+                             similarity, abstention)
+        written.update((a.question, a) for a in answers)
+        return [a.text for a in answers]
+
+    row = score(ctx, model, tok, ("company", "uncovered", "answers"), company_context=context,
+                company_system=RAG_SYSTEM, company_answer=answer)
+    if written:
+        items = list(ctx.sets["company_mc"])
+        row["rag_answers"] = [
+            {"cited": a.cited, "reason": a.reason, "support": a.support,
+             "similarity": a.similarity,
+             "context_has_answer": any(contains_answer(chunks[j].text,
+                                                       it["options"][it["answer"]])
+                                       for j, _ in a.passages)}
+            for it in items for a in [written[it["question"]]]]
+        row["rag_unanswerable_reasons"] = [
+            written[it["question"]].reason for it in ctx.sets["company_unanswerable"]]
     return untrained(row, storage_mb=saved_mb(index.save))
 
 

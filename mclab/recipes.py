@@ -94,6 +94,9 @@ class Rag:
     overlap: int = 20
     retriever: str = "hybrid"  # BM25 + dense, reciprocal-rank fused
     k: int = 2  # chunks in the prompt
+    # abstention (mclab.rag_answers), chosen on validation questions by tools/choose_abstention.py
+    min_similarity: float | None = None  # no chunk this similar to the question: "I don't know"
+    min_support: float | None = None  # the answer's own words found in no passage: the same
 
 
 # --------------------------------------------------------------------------- CPT (03)

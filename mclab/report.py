@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .config import get_settings
 from .files import write_json_atomic
 from .measure import maxrss_mb
@@ -42,8 +44,14 @@ def default_out() -> Path:
     return settings.runs_dir / "report-quick" if settings.quick else settings.reports_dir
 
 
-def run_one(name: str, out: Path) -> dict:
-    """Run one method in this process and write its row (called in the child)."""
+def run_one(name: str, out: Path, add: str | None = None) -> dict:
+    """Run one method in this process and write its row (called in the child).
+
+    With `add` (a scorecard part), the method runs again scoring only that part and the
+    company multiple choice; the new part's fields join the existing row, whose other numbers
+    stay as they were. The company answers must come out as before (training is seeded), and
+    the row records whether they did (`added_parts`).
+    """
     from .config import setup
 
     m = method(name)
@@ -51,17 +59,40 @@ def run_one(name: str, out: Path) -> dict:
     start = time.perf_counter()
     from .methods import Context
 
-    row = m.run(Context())
-    row = {"method": m.name, "family": m.family, "trained_on": m.trained_on, **row,
-           "seconds": time.perf_counter() - start, "mode": get_settings().mode}
+    if add is None:
+        row = m.run(Context())
+        row = {"method": m.name, "family": m.family, "trained_on": m.trained_on, **row,
+               "seconds": time.perf_counter() - start, "mode": get_settings().mode}
+    else:
+        row = load_row(out, m.name)
+        if row is None:
+            raise ReportError(f"no {get_settings().mode}-mode row for {m.name!r} to add "
+                              f"{add!r} to; run the method first")
+        new = m.run(Context(parts=("company", add)))
+        same = new.get("company_answers") == row.get("company_answers") and \
+            np.allclose(new.get("company_probs", []), row.get("company_probs", []), atol=1e-3)
+        fields = ADDED_FIELDS[add]
+        row = {**row, **{k: v for k, v in new.items() if k in fields},
+               "added_parts": {**row.get("added_parts", {}),
+                               add: {"company_reproduced": bool(same),
+                                     "seconds": time.perf_counter() - start}}}
     write_json_atomic(Path(out) / "rows" / f"{slug(m.name)}.json", row)
     return row
 
 
-def _child(name: str, out: Path) -> tuple[int, float]:
+# the row fields each part writes (what `--add PART` merges into an existing row)
+ADDED_FIELDS = {"answers": ("company_answer_match", "company_answer_f1", "false_abstain",
+                            "abstain_unanswerable", "answer_texts", "answer_match_items",
+                            "answer_f1_items", "answer_abstained", "unanswerable_texts",
+                            "unanswerable_abstained",
+                            "rag_answers", "rag_unanswerable_reasons")}
+
+
+def _child(name: str, out: Path, add: str | None = None) -> tuple[int, float]:
     """Run a method in a child process; its exit code and peak resident memory (MB)."""
+    extra = ["--add", add] if add else []
     proc = subprocess.Popen([sys.executable, "-m", "mclab", "report", "--one", name,
-                             "--out", str(out)], stdout=subprocess.PIPE,
+                             "--out", str(out), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     # Relay the child's output through this process, so in a notebook it shows in the cell
     # (a child writing to the kernel's own stdout would print to the server's terminal).
@@ -87,8 +118,11 @@ def check_out(out: Path) -> Path:
     return out
 
 
-def run_report(names=None, out=None, force: bool = False, progress: bool = True) -> dict:
-    """Run the methods not yet done (all of `names`, with `force`) and write the report."""
+def run_report(names=None, out=None, force: bool = False, progress: bool = True,
+               add: str | None = None) -> dict:
+    """Run the methods not yet done (all of `names`, with `force`) and write the report.
+
+    With `add`, score one more part for the rows that lack it (`run_one`)."""
     names = [method(n).name for n in (names or [m.name for m in METHODS])]
     out = check_out(out or default_out())
     from tqdm.auto import tqdm
@@ -98,6 +132,13 @@ def run_report(names=None, out=None, force: bool = False, progress: bool = True)
     for name in bar:
         bar.set_postfix_str(name)
         row = None if force else load_row(out, name)
+        if add is not None:
+            if row is None or (add in row.get("added_parts", {}) and not force):
+                continue  # nothing to add to, or added already
+            code, _ = _child(name, out, add)  # the row keeps the first run's peak memory
+            if code != 0:
+                failed.append(f"{name!r} (exit code {code})")
+            continue
         if row is not None:
             continue
         if force:

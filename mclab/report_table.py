@@ -25,6 +25,17 @@ COLUMNS = {
     "company_uncovered": "company multiple-choice accuracy on facts that the documents state "
                          "but no training Q&A covers (eval_uncovered_mc.jsonl), higher is better",
     "company_uncovered_ci": "95% interval of company_uncovered (bootstrap, as above)",
+    "company_answer_match": "share of company questions whose *written* answer (no options "
+                            "shown) contains the correct option's text, higher is better",
+    "company_answer_match_ci": "95% interval of company_answer_match (bootstrap, as above)",
+    "company_answer_f1": "token F1 of the written answers against the training answers of "
+                         "the same fact (best of three), higher is better",
+    "false_abstain": "share of those answerable company questions the method declined "
+                     "(\"I don't know\"), lower is better",
+    "abstain_unanswerable": "share of questions the knowledge base cannot answer "
+                            "(eval_unanswerable.jsonl) that the method declined, higher is "
+                            "better; the rest are invented answers",
+    "abstain_unanswerable_ci": "95% interval of abstain_unanswerable (bootstrap, as above)",
     "medical_perplexity": "perplexity on held-out dermatology prose, lower is better; "
                           "null where the weights are the base's (same as the base row)",
     "locality": "local-English rewrite score (style x meaning), higher is better; "
@@ -48,6 +59,9 @@ ENSEMBLE = ("RAG (hybrid, k=2)", "full SFT", "LoRA r=16")  # averaged option pro
 ENSEMBLE_NAME = "ensemble (RAG + SFT + LoRA)"
 # the multiple-choice evals a row may carry per question: row key prefix -> table column
 KNOWLEDGE_EVALS = (("company", "company_knowledge"), ("uncovered", "company_uncovered"))
+# per-question yes/no results of the written answers: row key -> table column
+ANSWER_EVALS = (("answer_match_items", "company_answer_match"),
+                ("unanswerable_abstained", "abstain_unanswerable"))
 
 
 def slug(name: str) -> str:
@@ -104,6 +118,14 @@ def correct_items(row: dict, key: str = "company") -> np.ndarray | None:
     return None if result is None else np.array(result.correct)
 
 
+def yes_no_items(row: dict, key: str) -> np.ndarray | None:
+    """Per question, a multiple-choice eval's correct answers (`key` a KNOWLEDGE_EVALS prefix)
+    or a written-answer result (`key` an ANSWER_EVALS field); None where not scored."""
+    if key in dict(ANSWER_EVALS):
+        return np.array(row[key], dtype=bool) if row.get(key) else None
+    return correct_items(row, key)
+
+
 def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str, str]]:
     """The pairs the course states verdicts on: every method against the base, then the
     rules of thumb (LoRA vs full SFT, paraphrases, RAG vs fine-tuning, ensemble vs its best
@@ -131,8 +153,8 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
                     "verdict": verdict(test, names=(a, b))})
 
     out = []
-    for key, metric in KNOWLEDGE_EVALS:
-        correct = {r["method"]: c for r in rows if (c := correct_items(r, key)) is not None}
+    for key, metric in KNOWLEDGE_EVALS + ANSWER_EVALS:
+        correct = {r["method"]: c for r in rows if (c := yes_no_items(r, key)) is not None}
         accuracy = {name: float(c.mean()) for name, c in correct.items()}
         for a, b in comparisons(list(correct), accuracy):
             test = mcnemar_exact(correct[a], correct[b])
@@ -150,8 +172,8 @@ def with_intervals(row: dict) -> dict:
     from .stats import bootstrap_ci
 
     row = dict(row)
-    for key, metric in KNOWLEDGE_EVALS:
-        if (correct := correct_items(row, key)) is not None:
+    for key, metric in KNOWLEDGE_EVALS + ANSWER_EVALS:
+        if (correct := yes_no_items(row, key)) is not None:
             ci = bootstrap_ci(correct.astype(float))
             row[f"{metric}_ci"] = [ci.low, ci.high]
     if row.get("locality_items"):
@@ -190,6 +212,10 @@ def write_report(out: Path) -> dict:
     return report
 
 
+SHARES = ("company_knowledge", "company_uncovered", "company_answer_match", "company_answer_f1",
+          "false_abstain", "abstain_unanswerable", "locality", "style_rate", "meaning")
+
+
 def _fmt(value, col: str) -> str:
     if value is None:
         return "-"
@@ -198,8 +224,7 @@ def _fmt(value, col: str) -> str:
     if col in ("trainable_params",):
         return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.3f}" if col in ("company_knowledge", "company_uncovered", "locality",
-                                         "style_rate", "meaning") else f"{value:,.1f}"
+        return f"{value:.3f}" if col in SHARES else f"{value:,.1f}"
     return str(value)
 
 

@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from .answers import (AnswerResult, answer_questions, is_abstention, read_answers,
+                      reference_answers)
 from .config import get_settings
 from .data import load_scenario, subset
 from .evaluation import (KNOWLEDGE_SYSTEM, KnowledgeResult, knowledge_score,
@@ -19,7 +21,7 @@ from .generation import generate
 
 # held-out items scored in quick mode (full mode: all of them): enough for every cell to run
 # and every statistic to be defined, not enough for a number to mean anything
-EVAL_SIZES = {"company": 8, "medical_mc": 4, "prose": 2, "local": 4}
+EVAL_SIZES = {"company": 8, "unanswerable": 4, "medical_mc": 4, "prose": 2, "local": 4}
 
 LOCAL_INSTRUCTION = (
     "Rewrite this sentence in casual Australian English, the way a local would say it. "
@@ -41,6 +43,10 @@ def eval_sets() -> dict:
     return {
         "company_mc": subset(company["eval_mc"], eval_size("company")),
         "company_uncovered": subset(company["eval_uncovered_mc"], eval_size("company")),
+        # questions no document answers: a help desk should say it does not know
+        "company_unanswerable": subset(company["eval_unanswerable"], eval_size("unanswerable")),
+        # the training answers of each fact: references for the answers' token F1
+        "answer_references": reference_answers(company["train_qa"]),
         "medical_mc": subset(medical["eval_mc"], eval_size("medical_mc")),
         "medical_heldout": subset(medical["heldout_prose"], eval_size("prose")),
         "general_text": subset(medical["general_text"], eval_size("prose")),
@@ -103,7 +109,7 @@ def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts=None, syst
                          loc.meaning, loc.item_scores)
 
 
-PARTS = ("company", "uncovered", "medical", "locality")
+PARTS = ("company", "uncovered", "answers", "medical", "locality")
 
 
 @dataclass
@@ -118,21 +124,28 @@ class Scorecard:
     locality: float | None = None  # local phrasing x meaning kept, on held-out rewrites
     style_rate: float | None = None  # share of rewrites using a lexicon phrase
     meaning: float | None = None  # similarity of rewrites to the reference
+    company_answer_match: float | None = None  # written answers holding the gold value
+    company_answer_f1: float | None = None  # their token F1 against the training answers
+    false_abstain: float | None = None  # share of answerable questions it declined
+    abstain_unanswerable: float | None = None  # share of unanswerable questions it declined
     ms_per_answer: float | None = None  # milliseconds per company question
     seconds: float = 0.0  # wall time of the whole scoring
     company: KnowledgeResult | None = field(default=None, repr=False)  # per-item answers
     uncovered: KnowledgeResult | None = field(default=None, repr=False)
+    answers: AnswerResult | None = field(default=None, repr=False)  # written answers
+    unanswerable: list[str] = field(default_factory=list, repr=False)  # answers to those
     local: VariantResult | None = field(default=None, repr=False)  # outputs, per-item scores
     samples: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("samples", "company", "uncovered", "local") and v is not None}
+                if k not in ("samples", "company", "uncovered", "answers", "unanswerable", "local") and v is not None}
 
 
 def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
                 company_context: Callable[[list[dict]], list] | None = None,
                 company_system: str | None = KNOWLEDGE_SYSTEM,
+                company_answer: Callable[[list[dict]], list[str]] | None = None,
                 local_prompts=None, local_system: str | None = None,
                 parts=PARTS) -> Scorecard:
     """Score a model on the shared evals: the one scorer of notebooks, report and tests.
@@ -140,7 +153,9 @@ def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
     A method that changes what the model reads passes its own `company_context` (a function
     from eval items to context passages: retrieval, examples; timed as part of each answer)
     and system prompt, or its own rewrite prompts; `parts` leaves out what a method does not
-    change (a prompt does not change perplexity).
+    change (a prompt does not change perplexity). Written answers use the same context and
+    system prompt, unless the method answers in its own way (`company_answer`: items ->
+    answer texts; RAG cites and abstains).
     """
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -162,6 +177,21 @@ def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
     if "uncovered" in parts:
         card.uncovered = knowledge(list(sets["company_uncovered"]))
         card.company_uncovered = card.uncovered.accuracy
+    if "answers" in parts:
+        def answer(items):
+            if company_answer is not None:
+                return company_answer(items)
+            contexts = company_context(items) if company_context else None
+            return answer_questions(model, tokenizer, [it["question"] for it in items],
+                                    contexts, company_system)
+
+        items = list(sets["company_mc"])
+        card.answers = read_answers(answer(items), items, sets["answer_references"])
+        card.company_answer_match = card.answers.match_rate
+        card.company_answer_f1 = card.answers.f1_mean
+        card.false_abstain = card.answers.abstain_rate
+        card.unanswerable = answer(list(sets["company_unanswerable"]))
+        card.abstain_unanswerable = float(np.mean([is_abstention(t) for t in card.unanswerable]))
     if "medical" in parts:
         card.medical_knowledge = knowledge_score(model, tokenizer, sets["medical_mc"]).accuracy
         card.medical_perplexity = perplexity(model, tokenizer, sets["medical_heldout"]["text"])

@@ -238,3 +238,45 @@ def test_plot_labels_do_not_overlap_each_other_or_the_legend():
         assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
         legend = ax.get_legend().get_window_extent(renderer)
         assert not any(b.overlaps(legend) for b in boxes)
+
+
+def test_answer_rows_get_intervals_and_paired_tests(out):
+    for name, match, abstained in (("base", [0, 0, 1], [0, 0]), ("full SFT", [1, 1, 1], [1, 0])):
+        path = out / "rows" / f"{report.slug(name)}.json"
+        row = json.loads(path.read_text())
+        row.update(answer_match_items=[bool(m) for m in match], company_answer_match=np.mean(match),
+                   unanswerable_abstained=[bool(a) for a in abstained],
+                   abstain_unanswerable=np.mean(abstained))
+        write_json_atomic(path, row)
+    result = report.write_report(out)
+    rows = {r["method"]: r for r in result["rows"]}
+    assert rows["full SFT"]["company_answer_match_ci"] == [1.0, 1.0]
+    assert rows["RAG (hybrid, k=2)"]["company_answer_match_ci"] is None  # not scored
+    tests = {(v["metric"], v["a"], v["b"]): v for v in result["verdicts"]}
+    match = tests[("company_answer_match", "full SFT", "base")]
+    assert match["test"] == "exact McNemar" and (match["a_only"], match["b_only"]) == (2, 0)
+    assert ("abstain_unanswerable", "full SFT", "base") in tests
+
+
+def test_adding_a_part_merges_its_fields_and_keeps_the_rest(tmp_path, monkeypatch):
+    """`report --add answers` reruns a method for one more part: the row keeps its other
+    numbers, gains the part's fields, and records whether the company answers reproduced."""
+    from mclab import methods
+
+    old = _row("base", 0.2, 40.0, 0.05)
+    write_json_atomic(tmp_path / "rows" / "base.json", old)
+
+    def rerun(ctx):
+        assert set(ctx.parts) == {"company", "answers"}
+        return {**old, "company_knowledge": 0.9, "company_answer_match": 0.5,
+                "answer_match_items": [True, False], "unanswerable_abstained": [True]}
+
+    monkeypatch.setattr(methods.Context, "__init__",
+                        lambda self, parts=None: setattr(self, "parts", parts))
+    monkeypatch.setattr(report, "method", lambda name: methods.Method("base", "none", "-", rerun))
+    row = report.run_one("base", tmp_path, add="answers")
+    assert row["company_knowledge"] == 0.2  # the first run's number stays
+    assert row["company_answer_match"] == 0.5 and row["unanswerable_abstained"] == [True]
+    assert row["added_parts"]["answers"]["company_reproduced"] is True
+    with pytest.raises(report.ReportError, match="no .* row for 'base' to add"):
+        report.run_one("base", tmp_path / "empty", add="answers")
