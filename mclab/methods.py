@@ -158,6 +158,8 @@ def run_few_shot(ctx):
 
 
 def run_rag(ctx):
+    import numpy as np
+
     from .answers import contains_answer
     from .rag import RAG_SYSTEM, DenseIndex, build_context, chunk_documents, make_retriever
     from .rag_answers import Abstention, ChunkSimilarity, rag_answer
@@ -193,6 +195,8 @@ def run_rag(ctx):
                                                        it["options"][it["answer"]])
                                        for j, _ in a.passages)}
             for it in items for a in [written[it["question"]]]]
+        row["answers_supported"] = float(np.mean([a["context_has_answer"]
+                                                  for a in row["rag_answers"]]))
         row["rag_unanswerable_reasons"] = [
             written[it["question"]].reason for it in ctx.sets["company_unanswerable"]]
     return untrained(row, storage_mb=saved_mb(index.save))

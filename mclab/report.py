@@ -85,7 +85,7 @@ ADDED_FIELDS = {"answers": ("company_answer_match", "company_answer_f1", "false_
                             "abstain_unanswerable", "answer_texts", "answer_match_items",
                             "answer_f1_items", "answer_abstained", "unanswerable_texts",
                             "unanswerable_abstained",
-                            "rag_answers", "rag_unanswerable_reasons")}
+                            "rag_answers", "answers_supported", "rag_unanswerable_reasons")}
 
 
 def _child(name: str, out: Path, add: str | None = None) -> tuple[int, float]:

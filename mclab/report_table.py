@@ -36,6 +36,8 @@ COLUMNS = {
                             "(eval_unanswerable.jsonl) that the method declined, higher is "
                             "better; the rest are invented answers",
     "abstain_unanswerable_ci": "95% interval of abstain_unanswerable (bootstrap, as above)",
+    "answers_supported": "RAG only: share of company questions whose retrieved passages "
+                         "contain the correct option's text (an answer can be faithful to them)",
     "medical_perplexity": "perplexity on held-out dermatology prose, lower is better; "
                           "null where the weights are the base's (same as the base row)",
     "locality": "local-English rewrite score (style x meaning), higher is better; "
@@ -213,7 +215,8 @@ def write_report(out: Path) -> dict:
 
 
 SHARES = ("company_knowledge", "company_uncovered", "company_answer_match", "company_answer_f1",
-          "false_abstain", "abstain_unanswerable", "locality", "style_rate", "meaning")
+          "false_abstain", "abstain_unanswerable", "answers_supported", "locality",
+          "style_rate", "meaning")
 
 
 def _fmt(value, col: str) -> str:
