@@ -52,7 +52,7 @@ def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
     Per-item results are kept (answers, option probabilities, locality per sentence and the
     rewrites), so intervals and paired tests come from the rows without rerunning a method.
     """
-    from .scorecard import PARTS, score_model
+    from .scorecard import PARTS, locality_columns, score_model
 
     card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts or PARTS, **kwargs)
     row = {"company_knowledge": card.company_knowledge, "ms_per_answer": card.ms_per_answer,
@@ -63,8 +63,7 @@ def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
             row[f"{key}_probs"] = [p.tolist() for p in result.probs]
             row[f"{key}_answers"] = result.answers
     if card.local is not None:
-        row.update(locality_items=card.local.item_scores, local_outputs=card.local.outputs,
-                   style_rate=card.local.style_rate, meaning=card.local.meaning)
+        row.update(locality_columns(card.local), local_outputs=card.local.outputs)
     return row
 
 
