@@ -99,6 +99,14 @@ def report(args) -> int:
         if args.notebooks and not course_notebooks():
             raise rep.ReportError(NO_NOTEBOOKS)
         out = Path(args.out) if args.out else rep.default_out()
+        if args.rescore_locality:
+            if names or args.force or args.notebooks or args.add:
+                raise rep.ReportError("--rescore-locality reruns nothing: it takes no --only, "
+                                      "--force, --add or --notebooks")
+            result = rep.rewrite_with_new_locality(rep.check_out(out))
+            print(f"locality rescored: {len(result['rows'])} rows and "
+                  f"{len(result['references'])} reference rows in {out / 'comparison.md'}")
+            return 0
         result = rep.run_report(names, out, force=args.force, add=args.add)
         print(f"{len(result['rows'])} rows in {out / 'comparison.md'}")
         if args.notebooks:
@@ -180,6 +188,9 @@ def main(argv=None) -> int:
     parser.add_argument("--add", choices=["answers"],
                         help="report: score this part for the rows that lack it (the method "
                         "runs again; its other numbers stay)")
+    parser.add_argument("--rescore-locality", action="store_true",
+                        help="report: recompute the locality columns of the stored rows from "
+                        "their kept rewrites (no method reruns) and rewrite the report")
     parser.add_argument("--notebooks", action="store_true",
                         help="report: also execute every notebook and record time and memory")
     parser.add_argument("--keep", type=int, metavar="N",

@@ -3,8 +3,9 @@
 - knowledge score: multiple-choice accuracy from the model's log-likelihood of each
   option, with or without a context passage (the protocol of Ovadia et al., EMNLP 2024);
 - perplexity on a set of texts;
-- locality score: local phrasing used (from the lexicon) times meaning kept (embedding
-  similarity to the reference rewrite).
+- locality score: credit for rewrites that swap words of the neutral source for local
+  phrases that mean the same (read through the lexicon's glosses), times the meaning kept
+  (embedding similarity to the source, 0 for an unrelated sentence).
 """
 
 from __future__ import annotations
@@ -213,38 +214,146 @@ def _form_pattern(form: str) -> re.Pattern:
     return re.compile(r"(?<![\w'])" + re.escape(form.lower()) + r"(?![\w'])")
 
 
+def _plain(text: str) -> str:
+    return text.replace("\u2019", "'")
+
+
 def lexicon_hits(text: str, lexicon) -> list[str]:
     """The lexicon phrases whose surface forms occur in `text` (whole word, any case)."""
-    lowered = text.lower().replace("\u2019", "'")
+    lowered = _plain(text).lower()
     return [entry["phrase"] for entry in lexicon
             if any(_form_pattern(form).search(lowered) for form in entry["forms"])]
 
 
+def gloss(entry) -> str:
+    """A phrase's plain meaning: the first sense the lexicon gives ("arvo" -> "afternoon")."""
+    return re.split(r"[;,(]", entry["meaning"])[0].strip()
+
+
+def _forms_pattern(forms) -> re.Pattern:
+    """Any of `forms` as whole words, any case; the longest wins where several start."""
+    alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+    return re.compile(r"(?<![\w'])(" + alternatives + r")(?![\w'])", re.IGNORECASE)
+
+
+def plain_reader(lexicon):
+    """A function that reads a text with each local phrase as its gloss ("this arvo" ->
+    "this afternoon"), in one pass. The embedder never learned Australian slang, so
+    meaning is compared on this reading."""
+    table = {form.lower(): (entry["phrase"].lower(), gloss(entry))
+             for entry in lexicon for form in entry["forms"]}
+    pattern = _forms_pattern(table)
+
+    def as_gloss(match: re.Match) -> str:
+        found = match.group(1)
+        phrase, meaning = table[found.lower()]
+        # a form that contains the phrase keeps its other words ("I reckon" -> "I think")
+        start = found.lower().find(phrase)
+        return meaning if start < 0 else found[:start] + meaning + found[start + len(phrase):]
+
+    def read(text: str) -> str:
+        return re.sub(r"\s+", " ", pattern.sub(as_gloss, _plain(text))).strip()
+
+    return read
+
+
+def plain_reading(text: str, lexicon) -> str:
+    """`text` with each local phrase read as its gloss (see `plain_reader`)."""
+    return plain_reader(list(lexicon))(text)
+
+
+def without_phrase(text: str, entry) -> str:
+    """`text` with every form of one lexicon entry removed."""
+    return _forms_pattern(entry["forms"]).sub("", _plain(text))
+
+
+def new_phrases(output: str, source: str, lexicon) -> list[str]:
+    """The lexicon phrases of `output` that its `source` does not already use."""
+    had = set(lexicon_hits(source, lexicon))
+    return [p for p in lexicon_hits(output, lexicon) if p not in had]
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[\w']+", _plain(text).lower()))
+
+
+# An unrelated sentence still reaches a cosine of 0.1 to 0.4 with the all-MiniLM-L6-v2
+# embedder, so meaning kept is rescaled to run from 0 at this floor to 1 at the source
+# itself. It is the cosine that 1% of mismatched training pairs (a plain-read reference
+# rewrite against another sentence's source) exceed: `meaning_floor` on rewrites_train;
+# docs/how-settings-were-chosen.md says how it was chosen.
+MEANING_FLOOR = 0.44
+
+
+def meaning_floor(sources, rewrites, lexicon, embedder, quantile: float = 0.99) -> float:
+    """The `quantile` of the cosines of every mismatched (rewrite i, source j != i) pair."""
+    read = plain_reader(list(lexicon))
+    a = _embed(embedder, [read(r) for r in rewrites])
+    b = _embed(embedder, list(sources))
+    cos = a @ b.T
+    return float(np.quantile(cos[~np.eye(len(cos), dtype=bool)], quantile))
+
+
+def _embed(embedder, texts: list[str]) -> np.ndarray:
+    return embedder.encode([t or "." for t in texts], normalize_embeddings=True,
+                           convert_to_numpy=True)
+
+
 @dataclass
 class LocalityResult:
-    score: float  # mean of (uses local phrasing) x (similarity to the reference)
-    style_rate: float  # share of outputs with at least one lexicon phrase
-    meaning: float  # mean cosine similarity to the reference rewrite
-    hits: list[list[str]] = field(repr=False)
-    similarities: list[float] = field(repr=False)
+    score: float  # mean of item_scores
+    style_rate: float  # share of outputs with a lexicon phrase their source lacks
+    meaning: float  # mean meaning kept: plain reading vs source, 0 (unrelated) .. 1 (same)
+    hits: list[list[str]] = field(repr=False)  # per output, the phrases its source lacks
+    similarities: list[float] = field(repr=False)  # per output, the meaning kept
+    swaps: list[bool] = field(repr=False)  # per output, whether a local phrase replaced words
+
+    @property
+    def swap_rate(self) -> float:
+        """Share of outputs in which a local phrase stands in for words of the source."""
+        return float(np.mean(self.swaps))
 
     @property
     def item_scores(self) -> list[float]:
-        """Each output's score (local phrasing x meaning): what paired tests compare."""
-        return [float(bool(h)) * sim for h, sim in zip(self.hits, self.similarities)]
+        """Each output's score (swap x meaning kept): what paired tests compare."""
+        return [float(s) * sim for s, sim in zip(self.swaps, self.similarities)]
 
 
-def locality_score(outputs: list[str], references: list[str], lexicon,
-                   embedder) -> LocalityResult:
-    """How local the outputs sound while keeping the meaning of the reference rewrites."""
-    if len(outputs) != len(references) or not outputs:
-        raise ValueError(f"need as many outputs as references (got {len(outputs)} and "
-                         f"{len(references)}), and at least one")
+def locality_score(outputs: list[str], sources: list[str], lexicon, embedder,
+                   floor: float = MEANING_FLOOR) -> LocalityResult:
+    """How well the outputs rewrite their neutral sources in local phrasing.
+
+    An output earns credit only for a *swap*: it drops some word of its source (appending
+    words is not a rewrite) and uses a lexicon phrase the source lacks that carries part of
+    the source's meaning: read as its gloss, the phrase brings the output closer to the
+    source than the output without it. The credit is the meaning kept: the cosine of the
+    output's plain reading to the source, rescaled from 0 at `floor` to 1. So copying the
+    sentence, appending ", mate" or swapping a random word for slang earns (almost) nothing.
+    """
+    if len(outputs) != len(sources) or not outputs:
+        raise ValueError(f"need as many outputs as sources (got {len(outputs)} and "
+                         f"{len(sources)}), and at least one")
     lexicon = list(lexicon)
-    hits = [lexicon_hits(text, lexicon) for text in outputs]
-    a = embedder.encode(list(outputs), normalize_embeddings=True, convert_to_numpy=True)
-    b = embedder.encode(list(references), normalize_embeddings=True, convert_to_numpy=True)
-    sims = np.clip((a * b).sum(axis=1), 0.0, 1.0)
-    local = np.array([1.0 if h else 0.0 for h in hits])
-    return LocalityResult(float(np.mean(local * sims)), float(local.mean()),
-                          float(sims.mean()), hits, [float(s) for s in sims])
+    by_phrase = {entry["phrase"]: entry for entry in lexicon}
+    hits = [new_phrases(out, src, lexicon) for out, src in zip(outputs, sources)]
+    # each output's plain reading, and for a swap candidate one reading per new phrase
+    # without that phrase: all embedded in one call
+    read = plain_reader(lexicon)
+    texts, pairs = [read(out) for out in outputs], []
+    for i, (out, src, new) in enumerate(zip(outputs, sources, hits)):
+        if new and words(src) - words(out):
+            for phrase in new:
+                pairs.append((i, len(texts)))
+                texts.append(read(without_phrase(out, by_phrase[phrase])))
+    vectors = _embed(embedder, texts + list(sources))
+    cos = vectors[:len(texts)] @ vectors[len(texts):].T  # every text against every source
+    n = len(outputs)
+    with_phrase = cos[np.arange(n), np.arange(n)]
+    swaps = [False] * n
+    for i, j in pairs:
+        swaps[i] = swaps[i] or bool(with_phrase[i] > cos[j, i])
+    kept = np.clip((with_phrase - floor) / (1 - floor), 0.0, 1.0)
+    result = LocalityResult(0.0, float(np.mean([bool(h) for h in hits])), float(kept.mean()),
+                            hits, [float(k) for k in kept], swaps)
+    result.score = float(np.mean(result.item_scores))
+    return result

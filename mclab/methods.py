@@ -54,7 +54,7 @@ def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
     rewrites), so intervals and paired tests come from the rows without rerunning a method.
     """
     from .answers import is_abstention
-    from .scorecard import PARTS, score_model
+    from .scorecard import PARTS, locality_columns, score_model
 
     parts = [p for p in (parts or PARTS) if p in ctx.parts]
     card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts, **kwargs)
@@ -74,8 +74,7 @@ def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
             row[f"{key}_probs"] = [p.tolist() for p in result.probs]
             row[f"{key}_answers"] = result.answers
     if card.local is not None:
-        row.update(locality_items=card.local.item_scores, local_outputs=card.local.outputs,
-                   style_rate=card.local.style_rate, meaning=card.local.meaning)
+        row.update(locality_columns(card.local), local_outputs=card.local.outputs)
     return row
 
 

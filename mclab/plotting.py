@@ -88,11 +88,36 @@ def separate_labels(ax, labels, pad: float = 1.0, rounds: int = 200) -> None:
             return
 
 
-def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
+REFERENCE_STYLE = {"copy the sentence": dict(ls=":", c="C3"),
+                   'copy + ", mate"': dict(ls="-.", c="C1"),
+                   "reference rewrites (ceiling)": dict(ls="--", c="C2")}
+
+
+def draw_references(ax, references: list[dict], metric: str) -> None:
+    """A horizontal line per reference row inside the methods' range; one far above it (the
+    hand-written rewrites' ceiling) is named in the legend instead, so that the methods'
+    points are not squashed into the bottom of the panel."""
+    top = ax.get_ylim()[1]
+    for ref in references:
+        if (value := ref.get(metric)) is None:
+            continue
+        style = REFERENCE_STYLE.get(ref["method"], dict(ls="--", c="k"))
+        label = f"reference: {ref['method']} ({value:.3f})"
+        if value <= top:
+            ax.axhline(value, lw=1, label=label, **style)
+        else:
+            ax.plot([], [], lw=1, label=f"{label}, above this axis", **style)
+
+
+def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds",
+                         references: list[dict] | None = None):
     """Quality against cost, one point per method: company knowledge and locality panels.
 
     A method without a number for a panel's metric (e.g. RAG has no rewrite variant) is left
     out of that panel. The cost axis is logarithmic (1 + seconds: untrained methods sit at 1).
+    `references` (the report's rows that bound a score, such as copying the sentence or the
+    hand-written rewrites) are horizontal lines, not points: they cost nothing because they
+    are not methods, and a point at cost 0 would read as a free method.
     """
     panels = [("company_knowledge", "company knowledge (accuracy)"),
               ("locality", "locality score")]
@@ -114,6 +139,7 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds"):
             ax.axhline(base, ls=":", c="gray", lw=1, label="base model")
         if metric in CHANCE:
             ax.axhline(CHANCE[metric], ls="--", c="lightgray", lw=1, label="chance")
+        draw_references(ax, references or [], metric)
         ax.set_xscale("log")
         ax.set_xlabel(f"1 + {cost.replace('_', ' ')} (log scale)")
         ax.set_ylabel(label)

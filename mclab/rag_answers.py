@@ -159,6 +159,26 @@ def choose_abstention(answerable: list[RagAnswer], unanswerable: list[RagAnswer]
     return Abstention(best["min_similarity"], best["min_support"]), grid
 
 
+def validation_questions(company, n_answerable: int | None = None) -> tuple[list[str], list[str]]:
+    """Answerable validation questions (one training question per fact, the first paraphrase)
+    and the unanswerable validation split; never the held-out evals."""
+    first: dict[str, str] = {}
+    for row in company["train_qa"]:
+        first.setdefault(row["fact_id"], row["question"])
+    answerable = list(first.values())[:n_answerable]
+    return answerable, list(company["val_unanswerable"]["question"])
+
+
+def choose_on_validation(model, tokenizer, company, retriever, k: int,
+                         similarity: ChunkSimilarity, n_answerable: int | None = None,
+                         max_false: float = 0.1) -> tuple[Abstention, list[dict]]:
+    """Answer the validation questions without abstaining, then pick the rule
+    (`choose_abstention`): what the notebook shows and tools/choose_abstention.py records."""
+    answerable, unanswerable = validation_questions(company, n_answerable)
+    answers = rag_answer(model, tokenizer, answerable + unanswerable, retriever, k, similarity)
+    return choose_abstention(answers[:len(answerable)], answers[len(answerable):], max_false)
+
+
 def summarize(answers: list[RagAnswer]) -> dict:
     """How many answered, and why the others abstained."""
     reasons = [a.reason for a in answers]

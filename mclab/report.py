@@ -23,8 +23,9 @@ from .config import get_settings
 from .files import write_json_atomic
 from .measure import maxrss_mb
 from .methods import METHODS, Method
-from .report_table import (ENSEMBLE, ENSEMBLE_NAME, ReportError,  # noqa: F401
-                           frame, load_report, load_row, slug, write_report)
+from .report_table import (ENSEMBLE, ENSEMBLE_NAME, REFERENCES, ReportError,  # noqa: F401
+                           frame, load_report, load_row, rewrite_with_new_locality, slug,
+                           write_reference_rows, write_report)
 
 NAMES = [m.name for m in METHODS] + [ENSEMBLE_NAME]
 
@@ -120,9 +121,10 @@ def check_out(out: Path) -> Path:
 
 def run_report(names=None, out=None, force: bool = False, progress: bool = True,
                add: str | None = None) -> dict:
-    """Run the methods not yet done (all of `names`, with `force`) and write the report.
-
-    With `add`, score one more part for the rows that lack it (`run_one`)."""
+    """Run the methods not yet done (all of `names`, with `force`) and write the report; a
+    run of every method also writes the locality score's reference rows if missing. With
+    `add`, score one more part for the rows that lack it (`run_one`)."""
+    every = not names
     names = [method(n).name for n in (names or [m.name for m in METHODS])]
     out = check_out(out or default_out())
     from tqdm.auto import tqdm
@@ -131,7 +133,7 @@ def run_report(names=None, out=None, force: bool = False, progress: bool = True,
     bar = tqdm(names, desc="methods", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
-        row = None if force else load_row(out, name)
+        row = load_row(out, name) if add or not force else None
         if add is not None:
             if row is None or (add in row.get("added_parts", {}) and not force):
                 continue  # nothing to add to, or added already
@@ -150,6 +152,8 @@ def run_report(names=None, out=None, force: bool = False, progress: bool = True,
             continue  # the others still run; the report is written with what finished
         row["peak_memory_mb"] = peak_mb
         write_json_atomic(out / "rows" / f"{slug(name)}.json", row)
+    if every and not all(load_row(out, name) for name in REFERENCES):
+        write_reference_rows(out)  # the locality score's bounds: seconds, no model
     result = write_report(out)
     if failed:
         raise ReportError(f"failed: {', '.join(failed)}; their output is above. Rerun one "

@@ -139,7 +139,12 @@ class RewardWeights:
 
 
 def style_reward(completions, lexicon) -> list[float]:
-    """1 when a completion uses a lexicon phrase (the locality score's test), else 0."""
+    """1 when a completion uses a lexicon phrase, else 0.
+
+    Looser than the locality score, which credits only a phrase that replaces words of the
+    source (appending ", mate" earns this reward but no locality). Kept as it is: the
+    report's GRPO row was trained with this reward, and notebook 05 shows the difference.
+    """
     return [1.0 if lexicon_hits(completion_text(c), lexicon) else 0.0 for c in completions]
 
 
@@ -166,6 +171,8 @@ def make_reward_funcs(lexicon, embedder, source_field: str = "neutral",
 
     Each prompt row carries its neutral sentence (`source_field`, for the length budget)
     and the training set's reference rewrite (`reference_field`, for the meaning).
+    This reward is not the locality score, and it stays as it was when the report's GRPO
+    row was trained: changing it would make that row a run of code that no longer exists.
     """
     lexicon = list(lexicon)
 
@@ -353,7 +360,7 @@ def locality_of(model, tokenizer, embedder, sets: dict):
 
     local_eval = sets["local_eval"]
     outputs = rewrite_local(model, tokenizer, local_eval["neutral"])
-    return locality_score(outputs, local_eval["local"], sets["lexicon"], embedder), outputs
+    return locality_score(outputs, local_eval["neutral"], sets["lexicon"], embedder), outputs
 
 
 def sample_rewrites(model, tokenizer, rows, n: int = 6, temperature: float = 1.0,

@@ -5,6 +5,7 @@ Quick mode scores evenly spaced subsets (`EVAL_SIZES`); full mode scores every h
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -72,6 +73,7 @@ class VariantResult:
     outputs: list = field(default_factory=list, repr=False)
     meaning: float | None = None
     item_scores: list[float] = field(default_factory=list, repr=False)  # for paired tests
+    swap_rate: float | None = None  # share of rewrites the locality score credits
 
     def row(self) -> dict:
         return {"variant": self.name, "score": round(self.score, 3),
@@ -103,10 +105,30 @@ def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts=None, syst
                     batch_size=LOCAL_BATCH, details=True)
     ms = 1000 * (time.perf_counter() - start) / len(prompts)
     outputs = [g.text for g in gens]
-    loc = locality_score(outputs, list(eval_rows["local"]), lexicon, embedder)
+    loc = locality_score(outputs, list(eval_rows["neutral"]), lexicon, embedder)
     return VariantResult(name, loc.score, loc.style_rate,
                          float(np.mean([g.prompt_tokens for g in gens])), ms, outputs,
-                         loc.meaning, loc.item_scores)
+                         loc.meaning, loc.item_scores, loc.swap_rate)
+
+
+def locality_columns(result) -> dict:
+    """A report row's locality columns from a `LocalityResult` or a `VariantResult`."""
+    return {"locality": result.score, "style_rate": result.style_rate,
+            "swap_rate": result.swap_rate, "meaning": result.meaning,
+            "locality_items": list(result.item_scores)}
+
+
+def reference_rewrites(eval_rows) -> dict[str, list[str]]:
+    """What the locality score is checked against: two ways to game it and its ceiling.
+
+    "copy the sentence" returns each neutral sentence unchanged; 'copy + ", mate"' ends it
+    with ", mate." instead of its final punctuation (all style, no rewrite); the reference
+    rewrites, written by hand, are the best a rewrite can do.
+    """
+    copies = list(eval_rows["neutral"])
+    return {"copy the sentence": copies,
+            'copy + ", mate"': [re.sub(r"[.!?]*\s*$", "", s) + ", mate." for s in copies],
+            "reference rewrites (ceiling)": list(eval_rows["local"])}
 
 
 PARTS = ("company", "uncovered", "answers", "medical", "locality")
@@ -121,9 +143,10 @@ class Scorecard:
     medical_knowledge: float | None = None  # term-definition multiple-choice accuracy
     medical_perplexity: float | None = None  # on held-out dermatology prose
     general_perplexity: float | None = None  # on general text (forgetting shows up here)
-    locality: float | None = None  # local phrasing x meaning kept, on held-out rewrites
-    style_rate: float | None = None  # share of rewrites using a lexicon phrase
-    meaning: float | None = None  # similarity of rewrites to the reference
+    locality: float | None = None  # swaps into local phrasing x meaning kept, held-out rewrites
+    style_rate: float | None = None  # share of rewrites using a lexicon phrase (new to them)
+    swap_rate: float | None = None  # share where a local phrase stands in for source words
+    meaning: float | None = None  # meaning kept: plain reading vs the neutral source
     company_answer_match: float | None = None  # written answers holding the gold value
     company_answer_f1: float | None = None  # their token F1 against the training answers
     false_abstain: float | None = None  # share of answerable questions it declined
@@ -201,7 +224,7 @@ def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
         card.local = run_local(model, tokenizer, embedder, local_eval, sets["lexicon"],
                                local_prompts, local_system)
         card.locality, card.style_rate = card.local.score, card.local.style_rate
-        card.meaning = card.local.meaning
+        card.meaning, card.swap_rate = card.local.meaning, card.local.swap_rate
         card.samples = list(zip(local_eval["neutral"], card.local.outputs))
     card.seconds = time.perf_counter() - start
     return card

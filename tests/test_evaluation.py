@@ -2,8 +2,8 @@
 
 import pytest
 
-from mclab.evaluation import (knowledge_score, lexicon_hits, locality_score,
-                              option_logprobs, perplexity)
+from mclab.evaluation import (MEANING_FLOOR, knowledge_score, lexicon_hits, locality_score,
+                              meaning_floor, option_logprobs, perplexity, plain_reading)
 from mclab.generation import ContextWindowError, format_chat, generate
 
 ITEMS = [
@@ -61,13 +61,53 @@ def test_lexicon_hits_whole_words_only():
     assert lexicon_hits("Ta, mate", lexicon) == ["ta"]
 
 
-def test_locality_rewards_local_and_faithful(embedder):
-    lexicon = [{"phrase": "arvo", "forms": ["arvo"]}]
-    refs = ["See you this arvo.", "See you this arvo."]
-    result = locality_score(["See ya this arvo.", "I like trains."], refs, lexicon, embedder)
-    assert result.style_rate == 0.5
-    assert result.similarities[0] > 0.7 and result.score == pytest.approx(
-        result.similarities[0] / 2)
+LEXICON = [{"phrase": "arvo", "meaning": "afternoon", "forms": ["arvo", "this arvo"]},
+           {"phrase": "servo", "meaning": "service station, petrol station", "forms": ["servo"]},
+           {"phrase": "reckon", "meaning": "think, suppose", "forms": ["reckon", "i reckon"]},
+           {"phrase": "mate", "meaning": "friend; friendly form of address", "forms": ["mate"]}]
+
+
+def test_plain_reading_uses_the_first_gloss_and_keeps_the_form_s_other_words():
+    assert plain_reading("I reckon we'll hit the servo this arvo, mate.", LEXICON) == \
+        "I think we'll hit the service station this afternoon, friend."
+    assert plain_reading("No slang here.", LEXICON) == "No slang here."
+
+
+def test_locality_credits_a_swap_not_a_copy_a_tag_or_a_random_slang_word(embedder):
+    source = "I will see you this afternoon at the service station."
+    outputs = ["See ya this arvo at the servo.",  # a rewrite: both phrases replace words
+               source,  # a copy: no local phrase
+               "I will see you this afternoon at the service station, mate.",  # a tag
+               "I will see you this mate at the service station.",  # slang for a random word
+               "G'day mate, I like trains."]  # local, but another sentence
+    result = locality_score(outputs, [source] * len(outputs), LEXICON, embedder)
+    # the unrelated sentence may count as a swap ("mate" read as "friend" fits "I like
+    # trains"), but it keeps none of the meaning, so it earns nothing either way
+    assert result.swaps[:4] == [True, False, False, False]
+    assert [bool(h) for h in result.hits] == [True, False, True, True, True]
+    assert result.style_rate == 0.8
+    assert result.similarities[1] == pytest.approx(1.0)  # the copy keeps all the meaning
+    assert result.similarities[0] > 0.5 and result.similarities[4] == 0.0  # below the floor
+    assert result.item_scores == [result.similarities[0], 0.0, 0.0, 0.0, 0.0]
+    assert result.score == pytest.approx(result.similarities[0] / 5)
+
+
+def test_a_phrase_the_source_already_uses_is_not_new(embedder):
+    source = "See you this arvo at the service station."
+    result = locality_score(["See you this arvo at the servo."], [source], LEXICON, embedder)
+    assert result.hits == [["servo"]] and result.swaps == [True]
+    with pytest.raises(ValueError, match="as many outputs as sources"):
+        locality_score(["a", "b"], [source], LEXICON, embedder)
+
+
+def test_meaning_floor_is_what_the_training_rewrites_give(embedder):
+    """MEANING_FLOOR is not tuned by hand: it is meaning_floor on the training rewrites."""
+    from mclab.data import load_scenario
+
+    local = load_scenario("local")
+    train = local["rewrites_train"]
+    floor = meaning_floor(train["neutral"], train["local"], local["lexicon"], embedder)
+    assert floor == pytest.approx(MEANING_FLOOR, abs=0.005)
 
 
 def test_generation_is_greedy_and_seeded(model_and_tokenizer):

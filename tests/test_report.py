@@ -5,6 +5,7 @@ The real methods run in notebook 08 (the base row, live) and in `make report` (a
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,3 +281,132 @@ def test_adding_a_part_merges_its_fields_and_keeps_the_rest(tmp_path, monkeypatc
     assert row["added_parts"]["answers"]["company_reproduced"] is True
     with pytest.raises(report.ReportError, match="no .* row for 'base' to add"):
         report.run_one("base", tmp_path / "empty", add="answers")
+
+
+# ------------------------------------------------------------------ locality rescoring
+
+def _fake_score(weight):
+    """A stand-in locality score: what matters is which score the rows end up with."""
+    from types import SimpleNamespace
+
+    def score(outputs, rows):
+        items = [weight * ("mate" in o) for o in outputs]
+        return SimpleNamespace(score=float(np.mean(items)), style_rate=0.5, swap_rate=0.25,
+                               meaning=0.75, item_scores=items)
+
+    return score
+
+
+@pytest.fixture
+def rewrites_out(out):
+    """The synthetic rows, two of them with the rewrites a locality eval keeps."""
+    from mclab.scorecard import eval_sets, locality_columns
+
+    sets = eval_sets()
+    n = len(sets["local_eval"])
+    for name, outputs in (("base", ["Hello."] * n), ("full SFT", ["G'day mate."] * n)):
+        path = out / "rows" / f"{report.slug(name)}.json"
+        row = json.loads(path.read_text())
+        row.update(locality_columns(_fake_score(1.0)(outputs, sets["local_eval"])),
+                   local_outputs=outputs)
+        write_json_atomic(path, row)
+    report.write_report(out)
+    return out
+
+
+def test_rescoring_with_the_same_score_reproduces_the_rows(rewrites_out):
+    before = {p.name: p.read_text() for p in (rewrites_out / "rows").glob("*.json")}
+    assert report_table.rescore_locality(rewrites_out, _fake_score(1.0)) == ["base", "full SFT"]
+    after = {p.name: p.read_text() for p in (rewrites_out / "rows").glob("*.json")}
+    assert {k: json.loads(v) for k, v in before.items()} == \
+        {k: json.loads(after[k]) for k in before}  # a different score would change them
+    assert set(after) - set(before) == {f"{report.slug(n)}.json" for n in report.REFERENCES}
+
+
+def test_rescoring_changes_only_the_locality_columns_and_adds_the_references(rewrites_out):
+    old = json.loads((rewrites_out / "comparison.json").read_text())
+    new = report.rewrite_with_new_locality(rewrites_out, _fake_score(0.5))
+    assert new["generated"] == old["generated"] and new["locality_rescored"]
+    changed = {"locality", "locality_ci", "style_rate", "swap_rate", "meaning"}
+    for a, b in zip(old["rows"], new["rows"]):
+        assert {k: v for k, v in a.items() if k not in changed} == \
+            {k: v for k, v in b.items() if k not in changed}
+    rows = {r["method"]: r for r in new["rows"]}
+    assert rows["full SFT"]["locality"] == 0.5 and rows["full SFT"]["swap_rate"] == 0.25
+    assert rows["RAG (hybrid, k=2)"]["locality"] is None  # kept no rewrites: untouched
+    refs = {r["method"]: r for r in new["references"]}
+    assert list(refs) == list(report.REFERENCES)
+    assert refs['copy + ", mate"']["locality"] == 0.5 and refs["copy the sentence"]["locality"] == 0
+    assert all(r["family"] == "reference" and r["train_seconds"] is None for r in refs.values())
+    # not methods: no verdict, no ensemble and no choice of a best method can pick them up
+    assert not {n for v in new["verdicts"] for n in (v["a"], v["b"])} & set(refs)
+    assert not set(refs) & set(report.frame(new).index)
+    md = (rewrites_out / "comparison.md").read_text()
+    assert "Reference rows for the locality score" in md and "| copy the sentence |" in md
+    assert "Locality columns rescored" in md
+
+
+def test_rescore_cli_reruns_nothing(capsys):
+    from mclab.__main__ import main
+
+    assert main(["report", "--rescore-locality", "--only", "base"]) == 2
+    assert "reruns nothing" in capsys.readouterr().err
+
+
+COMMITTED = Path(__file__).resolve().parent.parent / "reports" / "comparison.json"
+
+
+@pytest.mark.skipif(not COMMITTED.exists(), reason="no committed report")
+def test_committed_rows_carry_the_course_locality_score(embedder):
+    """The committed report was rescored with today's locality_score: recomputing a few
+    rows from their kept rewrites gives the stored numbers."""
+    from mclab.data import load_scenario
+    from mclab.evaluation import locality_score
+
+    local = load_scenario("local")
+    sources = list(local["rewrites_eval"]["neutral"])
+    for name in ("local SFT (LoRA)", "base", 'copy + ", mate"'):
+        row = json.loads((COMMITTED.parent / "rows" / f"{report.slug(name)}.json").read_text())
+        result = locality_score(row["local_outputs"], sources, local["lexicon"], embedder)
+        assert row["locality_items"] == pytest.approx(result.item_scores, abs=1e-6)
+        assert (row["locality"], row["swap_rate"]) == pytest.approx((result.score,
+                                                                     result.swap_rate))
+
+
+@pytest.mark.skipif(not COMMITTED.exists(), reason="no committed report")
+def test_committed_report_copy_rows_lose_to_local_sft_and_the_ceiling_is_on_top():
+    from mclab.stats import paired_bootstrap
+
+    saved = json.loads(COMMITTED.read_text())
+    rows = {r["method"]: r for r in saved["rows"]}
+    refs = {r["method"]: r for r in saved["references"]}
+    items = {name: json.loads((COMMITTED.parent / "rows" / f"{report.slug(name)}.json")
+                              .read_text())["locality_items"]
+             for name in ("local SFT (LoRA)", "copy the sentence", 'copy + ", mate"')}
+    for copy in ("copy the sentence", 'copy + ", mate"'):
+        assert refs[copy]["locality"] < rows["local SFT (LoRA)"]["locality"]
+        test = paired_bootstrap(items["local SFT (LoRA)"], items[copy])
+        assert test.difference.low > 0 and test.p_value < 0.05
+    best = max(r["locality"] for r in saved["rows"] if r["locality"] is not None)
+    assert refs["reference rewrites (ceiling)"]["locality"] > best
+
+
+def test_reference_rows_are_lines_not_points_and_a_far_ceiling_stays_off_the_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mclab.plotting import plot_quality_vs_cost
+
+    rows = [{"method": "base", "company_knowledge": 0.2, "locality": 0.01, "train_seconds": 0.0,
+             "peak_memory_mb": 1500.0},
+            {"method": "SFT", "company_knowledge": 0.3, "locality": 0.1, "train_seconds": 100.0,
+             "peak_memory_mb": 1500.0}]
+    refs = [{"method": "copy the sentence", "locality": 0.0},
+            {"method": "reference rewrites (ceiling)", "locality": 0.7}]
+    fig = plot_quality_vs_cost(rows, references=refs)
+    ax = fig.axes[1]
+    assert len(ax.texts) == 2  # one label per method, none for the references
+    assert ax.get_ylim()[1] < 0.7  # the ceiling does not squash the methods' points
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("reference: copy the sentence") for t in legend)
+    assert any("ceiling" in t and t.endswith("above this axis") for t in legend)
