@@ -8,8 +8,8 @@ import math
 import pandas as pd
 
 # metric -> higher is better?
-QUALITY = {"company_knowledge": True, "company_uncovered": True, "medical_perplexity": False,
-           "locality": True}
+QUALITY = {"company_knowledge": True, "company_uncovered": True, "company_answer_match": True,
+           "abstain_unanswerable": True, "medical_perplexity": False, "locality": True}
 COSTS = ("train_seconds", "peak_memory_mb", "ms_per_answer", "storage_mb", "trainable_params")
 
 

@@ -17,7 +17,7 @@ by overlap is checkable, and it is what "supported" means above.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -159,22 +159,35 @@ def choose_abstention(answerable: list[RagAnswer], unanswerable: list[RagAnswer]
     return Abstention(best["min_similarity"], best["min_support"]), grid
 
 
-def validation_questions(company, n_answerable: int | None = None) -> tuple[list[str], list[str]]:
+def with_rule(answers: list[RagAnswer], rule: Abstention) -> list[RagAnswer]:
+    """The same drafts under another abstention rule (no new generation): a draft kept by
+    the rule is shown with its citations, one it stops becomes ABSTAIN_TEXT."""
+    out = []
+    for a in answers:
+        if not a.draft:
+            raise ValueError("with_rule needs answers made without abstention (NEVER)")
+        reason = rule.reason(a.similarity, a.draft, a.support)
+        kept = reason == "answered"
+        out.append(replace(a, text=a.draft if kept else ABSTAIN_TEXT, abstained=not kept,
+                           reason=reason, cited=a.cited if kept else []))
+    return out
+
+
+def validation_questions(company, n: int | None = None) -> tuple[list[str], list[str]]:
     """Answerable validation questions (one training question per fact, the first paraphrase)
-    and the unanswerable validation split; never the held-out evals."""
+    and the unanswerable validation split, the first `n` of each; never the held-out evals."""
     first: dict[str, str] = {}
     for row in company["train_qa"]:
         first.setdefault(row["fact_id"], row["question"])
-    answerable = list(first.values())[:n_answerable]
-    return answerable, list(company["val_unanswerable"]["question"])
+    return list(first.values())[:n], list(company["val_unanswerable"]["question"])[:n]
 
 
 def choose_on_validation(model, tokenizer, company, retriever, k: int,
-                         similarity: ChunkSimilarity, n_answerable: int | None = None,
+                         similarity: ChunkSimilarity, n: int | None = None,
                          max_false: float = 0.1) -> tuple[Abstention, list[dict]]:
     """Answer the validation questions without abstaining, then pick the rule
-    (`choose_abstention`): what the notebook shows and tools/choose_abstention.py records."""
-    answerable, unanswerable = validation_questions(company, n_answerable)
+    (`choose_abstention`): what notebook 02 shows and tools/choose_abstention.py records."""
+    answerable, unanswerable = validation_questions(company, n)
     answers = rag_answer(model, tokenizer, answerable + unanswerable, retriever, k, similarity)
     return choose_abstention(answers[:len(answerable)], answers[len(answerable):], max_false)
 

@@ -106,3 +106,17 @@ def test_choose_abstention_keeps_false_abstention_under_the_cap():
                if g["false_abstain"] <= 0.1) == chosen["abstain"] - chosen["false_abstain"]
     with pytest.raises(ValueError, match="answerable and unanswerable"):
         choose_abstention([], unanswerable)
+
+
+def test_with_rule_reapplies_abstention_without_generating():
+    from mclab.rag_answers import with_rule
+
+    drafts = [RagAnswer("q1", "38 euros", "38 euros", [(3, 0.7)], [3], 1.0, 0.7, False, "answered"),
+              RagAnswer("q2", "45 euros", "45 euros", [(5, 0.3)], [], 0.0, 0.3, False, "answered")]
+    kept, stopped = with_rule(drafts, Abstention(min_similarity=0.5))
+    assert (kept.text, kept.cited, kept.abstained) == ("38 euros", [3], False)
+    assert (stopped.text, stopped.reason, stopped.abstained) == (ABSTAIN_TEXT, "weak retrieval", True)
+    assert stopped.draft == "45 euros"  # what the model wrote is kept for inspection
+    empty = RagAnswer("q3", ABSTAIN_TEXT, "", [], [], 0.0, 0.1, True, "weak retrieval")
+    with pytest.raises(ValueError, match="without abstention"):
+        with_rule([empty], NEVER)
