@@ -147,22 +147,20 @@ def run_few_shot(ctx):
 
 
 def run_rag(ctx):
-    from .rag import RAG_SYSTEM, DenseIndex, build_context, chunk_documents, make_retriever
+    from .rag import RAG_SYSTEM, build_context, retriever_from_recipe
 
     recipe = recipes.RAG
     model, tok = ctx.base()
-    chunks = chunk_documents(list(ctx.company["documents"]), size=recipe.chunk_size,
-                             overlap=recipe.overlap)
-    index = DenseIndex.build(chunks, ctx.embedder)
-    retriever = make_retriever(recipe.retriever, chunks, ctx.embedder, index)
+    retriever = retriever_from_recipe(list(ctx.company["documents"]), ctx.embedder, recipe,
+                                      model, tok)
 
     def context(items):  # retrieval is timed with the answer it serves
         ids = retriever.retrieve([it["question"] for it in items], recipe.k)
-        return [build_context(i, chunks) for i in ids]
+        return [build_context(i, retriever.chunks) for i in ids]
 
     row = score(ctx, model, tok, ("company", "uncovered"), company_context=context,
                 company_system=RAG_SYSTEM)
-    return untrained(row, storage_mb=saved_mb(index.save))
+    return untrained(row, storage_mb=saved_mb(retriever.save))
 
 
 # --------------------------------------------------------------------------- continued pre-training
