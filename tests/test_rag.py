@@ -307,3 +307,60 @@ def test_retriever_from_recipe_builds_each_chunking(label, embedder):
     retriever = retriever_from_recipe(DOCS, embedder, recipe_with(chunking=label, retriever="bm25"))
     assert retriever.retrieve("tent weight", 1)[0][0] in {
         i for i, c in enumerate(retriever.chunks) if c.doc_id == "d2"}
+
+
+# ---------------------------------------------------------------------------- held-out analysis
+
+def test_distractor_ablation_builds_each_context(load_tiny, embedder):
+    from mclab.rag_analysis import distractor_ablation, distractor_options, sentences_with
+
+    model, tok = load_tiny()
+    items = [{"question": "Above what amount does a claim need a director?", "doc_id": "d1",
+              "options": ["450 euros", "six years", "300 euros", "25 euros"], "answer": 0},
+             {"question": "How much does the Sedgewick 2 weigh?", "doc_id": "d2",
+              "options": ["2 kg", "1.42 kg", "1.2 kg", "3 kg"], "answer": 1}]
+    assert distractor_options(items[0], DOCS[0]) == ["six years"]
+    assert distractor_options(items[1], DOCS[1]) == []
+    assert sentences_with(DOCS[0], ["six years"]) == "Receipts are kept for six years."
+    retriever = retriever_from_recipe(DOCS, embedder, recipe_with(chunking="1 sentence",
+                                                                  retriever="bm25"))
+    table = distractor_ablation(model, tok, items, DOCS, retriever, k=1, ks=(1, 2))
+    hard = table.loc["distractor in gold doc"]
+    assert list(hard.index) == ["(i) whole gold document", "(ii) answer sentence only",
+                                "(iii) answer + distractor sentences", "(iv) retrieved, k=1"]
+    assert (hard["items"] == 1).all() and (table.loc["all items"]["items"] == 2).all()
+    # the answer sentence alone is shorter than the answer and distractor sentences together
+    assert hard.loc["(ii) answer sentence only", "context_tokens"] < \
+        hard.loc["(iii) answer + distractor sentences", "context_tokens"]
+
+
+# ---------------------------------------------------------------------------- choosing settings
+
+def test_validation_items_put_the_fact_span_among_same_kind_distractors():
+    from mclab.rag_tuning import fact_spans, span_kind, validation_items
+
+    train_qa = list(load_scenario("company")["train_qa"])
+    spans = fact_spans(train_qa)
+    assert spans["f-001"] == "14 March 1987" and spans["f-015"] == "450 euros"
+    assert span_kind("07:15") == ("time", "time") and span_kind("1.42 kg") == ("number", "kg")
+    items = validation_items(train_qa, per_fact=1)
+    assert len(items) == len(spans)
+    for item in items:
+        assert item["options"][item["answer"]] == spans[item["fact_id"]]
+        assert len({o.lower() for o in item["options"]}) == 4
+    euros = next(it for it in items if it["fact_id"] == "f-015")
+    assert all(span_kind(o) == ("number", "euros") for o in euros["options"])
+    assert validation_items(train_qa, per_fact=1) == items  # seeded: the same every run
+
+
+def test_choose_takes_the_shortest_context_within_one_standard_error():
+    from mclab.rag_tuning import choose
+
+    rows = [{"name": "long", "mc_accuracy": 0.90, "mc_se": 0.03, "context_tokens": 300},
+            {"name": "short", "mc_accuracy": 0.88, "mc_se": 0.035, "context_tokens": 100},
+            {"name": "shortest", "mc_accuracy": 0.80, "mc_se": 0.04, "context_tokens": 50}]
+    assert choose(rows)["name"] == "short"
+    rows[1]["mc_accuracy"] = 0.86  # now more than one standard error (0.03) below the best
+    assert choose(rows)["name"] == "long"
+    with pytest.raises(RetrievalError, match="no reader results"):
+        choose([])
