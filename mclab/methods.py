@@ -160,22 +160,21 @@ def run_rag(ctx):
     import numpy as np
 
     from .answers import contains_answer
-    from .rag import RAG_SYSTEM, DenseIndex, build_context, chunk_documents, make_retriever
+    from .rag import RAG_SYSTEM, build_context, retriever_from_recipe
     from .rag_answers import Abstention, ChunkSimilarity, rag_answer
 
     recipe = recipes.RAG
     model, tok = ctx.base()
-    chunks = chunk_documents(list(ctx.company["documents"]), size=recipe.chunk_size,
-                             overlap=recipe.overlap)
-    index = DenseIndex.build(chunks, ctx.embedder)
-    retriever = make_retriever(recipe.retriever, chunks, ctx.embedder, index)
+    retriever = retriever_from_recipe(list(ctx.company["documents"]), ctx.embedder, recipe,
+                                      model, tok)
+    chunks = retriever.chunks
     similarity = ChunkSimilarity(ctx.embedder, chunks)
     abstention = Abstention(recipe.min_similarity, recipe.min_support)
     written = {}  # question -> RagAnswer, for the citations and reasons in the row
 
     def context(items):  # retrieval is timed with the answer it serves
         ids = retriever.retrieve([it["question"] for it in items], recipe.k)
-        return [build_context(i, chunks) for i in ids]
+        return [build_context(i, retriever.chunks) for i in ids]
 
     def answer(items):
         answers = rag_answer(model, tok, [it["question"] for it in items], retriever, recipe.k,
@@ -198,7 +197,7 @@ def run_rag(ctx):
                                                   for a in row["rag_answers"]]))
         row["rag_unanswerable_reasons"] = [
             written[it["question"]].reason for it in ctx.sets["company_unanswerable"]]
-    return untrained(row, storage_mb=saved_mb(index.save))
+    return untrained(row, storage_mb=saved_mb(retriever.save))
 
 
 # --------------------------------------------------------------------------- continued pre-training

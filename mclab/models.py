@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .config import get_settings
 from .files import atomic_path
 
@@ -218,6 +220,21 @@ def load_embedder(name: str | None = None):
     embedder = SentenceTransformer(source.path, device="cpu")
     embedder.mclab_source = source
     return embedder
+
+
+def embedder_name(embedder) -> str:
+    source = getattr(embedder, "mclab_source", None)
+    if source is not None:
+        return source.name
+    return str(getattr(embedder, "model_card_data", None) and
+               embedder.model_card_data.base_model or type(embedder).__name__)
+
+
+def embed(embedder, texts, batch_size: int = 64) -> np.ndarray:
+    """Unit-length float32 embeddings, so inner product = cosine similarity."""
+    vectors = embedder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                              convert_to_numpy=True, show_progress_bar=False)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -1,12 +1,15 @@
-"""Retrieval-augmented generation: chunk, embed, index, retrieve, and answer with passages.
+"""Retrieval-augmented generation: index, retrieve, rerank, and answer with passages.
 
 The pieces, each small and testable:
-- `chunk_documents`: fixed-size word windows with overlap, each tagged with its document;
+- chunks come from `mclab.chunking` (word windows, or windows of whole sentences);
 - `DenseIndex`: sentence embeddings in a FAISS index (exact inner product, or HNSW / IVF),
   saved with the embedder's name and dimension so a mismatched embedder is refused;
-- `BM25Retriever` (bm25s), `DenseRetriever` and `HybridRetriever` (reciprocal rank fusion),
-  all with the same `retrieve(queries, k)`;
-- `recall_at_k` and `rag_knowledge` measure retrieval and the answers built on it.
+- `BM25Retriever` (bm25s), `DenseRetriever`, `HybridRetriever` (reciprocal rank fusion) and
+  `RerankRetriever` (a first stage reordered by a `mclab.rerank` reranker), all with the
+  same `retrieve(queries, k)` and `retrieve_scored(queries, k)`;
+- `retriever_from_recipe`: the retriever `recipes.Rag` describes, built in one place;
+- `rag_knowledge` scores the answers built on the passages; `mclab.retrieval_metrics`
+  measures whether the passages hold the answer.
 """
 
 from __future__ import annotations
@@ -18,54 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunking import (Chunk, RetrievalError, chunk_documents, chunk_sentences,  # noqa: F401
+                       split_sentences)
 from .compat import embedding_dimension
 from .evaluation import knowledge_score
 from .files import write_bytes_atomic
+from .models import embed, embedder_name  # noqa: F401 (notebook 02 imports embed from here)
+from .retrieval_metrics import (doc_recall_at_k, mc_answers, recall_at_k,  # noqa: F401
+                                recall_table, span_recall_at_k, span_recall_table)
 
 RAG_SYSTEM = ("You are a helpful assistant for Kestrel & Ashdown Outfitters. "
               "Answer the question using the passages.")
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
 
 
-class RetrievalError(ValueError):
-    """Bad input to chunking, indexing or retrieval; the message says how to fix it."""
-
-
 class IndexMismatchError(RetrievalError):
     """A saved index was built with a different embedder than the one given to load it."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    doc_id: str  # the source document, so a hit can be checked against the gold doc
-    title: str
-    text: str  # the passage as the retriever and the model see it (title first)
-
-
-def chunk_documents(documents, size: int = 60, overlap: int = 20,
-                    with_title: bool = True) -> list[Chunk]:
-    """Split each document into windows of `size` words that overlap by `overlap` words.
-
-    The title goes in front of every chunk: a window from the middle of a policy no longer
-    says which policy it is, and both BM25 and the embedder need that.
-    """
-    if not isinstance(size, int) or size <= 0:
-        raise RetrievalError(f"chunk size must be a positive number of words, got {size!r}")
-    if not 0 <= overlap < size:
-        raise RetrievalError(f"overlap must be >= 0 and smaller than the chunk size ({size}), "
-                             f"got {overlap}")
-    chunks = []
-    for doc in documents:
-        words = doc["text"].split()
-        step = size - overlap
-        starts = range(0, max(len(words) - overlap, 1), step)
-        for start in starts:
-            body = " ".join(words[start:start + size])
-            text = f"{doc['title']}: {body}" if with_title else body
-            chunks.append(Chunk(doc["id"], doc["title"], text))
-    if not chunks:
-        raise RetrievalError("no documents to chunk; pass a non-empty list of documents")
-    return chunks
 
 
 def check_queries(queries) -> list[str]:
@@ -83,21 +54,6 @@ def check_k(k: int, n_chunks: int) -> None:
     if k > n_chunks:
         raise RetrievalError(f"k={k} is larger than the number of chunks ({n_chunks}); "
                              f"ask for at most {n_chunks} passages or use smaller chunks")
-
-
-def embedder_name(embedder) -> str:
-    source = getattr(embedder, "mclab_source", None)
-    if source is not None:
-        return source.name
-    return str(getattr(embedder, "model_card_data", None) and
-               embedder.model_card_data.base_model or type(embedder).__name__)
-
-
-def embed(embedder, texts, batch_size: int = 64) -> np.ndarray:
-    """Unit-length float32 embeddings, so inner product = cosine similarity."""
-    vectors = embedder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True, show_progress_bar=False)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def make_faiss_index(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 16,
@@ -180,7 +136,23 @@ class DenseIndex:
 
 # ---------------------------------------------------------------------------- retrievers
 
-class DenseRetriever:
+Scored = list[list[tuple[int, float]]]  # per query: (chunk id, score), best first
+
+
+class Retriever:
+    """What every retriever shares: `retrieve` is `retrieve_scored` without the scores."""
+
+    chunks: list[Chunk]
+
+    def retrieve_scored(self, queries, k: int) -> Scored:
+        raise NotImplementedError
+
+    def retrieve(self, queries, k: int) -> list[list[int]]:
+        """The ids of the top-`k` chunks for each query, best first."""
+        return [[i for i, _ in row] for row in self.retrieve_scored(queries, k)]
+
+
+class DenseRetriever(Retriever):
     name = "dense"
 
     def __init__(self, index: DenseIndex, embedder):
@@ -190,13 +162,18 @@ class DenseRetriever:
                 f"embedder is {embedder_name(embedder)!r}; use the same embedder")
         self.index, self.embedder, self.chunks = index, embedder, index.chunks
 
-    def retrieve(self, queries, k: int) -> list[list[int]]:
+    def retrieve_scored(self, queries, k: int) -> Scored:
+        """Cosine similarity of query and chunk embeddings."""
         queries = check_queries(queries)
-        _, ids = self.index.search_vectors(embed(self.embedder, queries), k)
-        return [[int(i) for i in row if i >= 0] for row in ids]
+        scores, ids = self.index.search_vectors(embed(self.embedder, queries), k)
+        return [[(int(i), float(s)) for i, s in zip(id_row, score_row) if i >= 0]
+                for id_row, score_row in zip(ids, scores)]
+
+    def save(self, folder: str | Path) -> Path:
+        return self.index.save(folder)
 
 
-class BM25Retriever:
+class BM25Retriever(Retriever):
     name = "bm25"
 
     def __init__(self, chunks: list[Chunk]):
@@ -211,14 +188,29 @@ class BM25Retriever:
         return self._bm25s.tokenize(list(texts), stopwords="en", return_ids=False,
                                     show_progress=False)
 
-    def retrieve(self, queries, k: int) -> list[list[int]]:
+    def retrieve_scored(self, queries, k: int) -> Scored:
+        """BM25 scores (bm25s, English stopwords dropped)."""
         queries = check_queries(queries)
         check_k(k, len(self.chunks))
-        ids, _ = self.model.retrieve(self._tokens(queries), k=k, show_progress=False)
-        return [[int(i) for i in row] for row in ids]
+        ids, scores = self.model.retrieve(self._tokens(queries), k=k, show_progress=False)
+        return [[(int(i), float(s)) for i, s in zip(id_row, score_row)]
+                for id_row, score_row in zip(ids, scores)]
+
+    def save(self, folder: str | Path) -> Path:
+        self.model.save(str(folder))
+        return Path(folder)
 
 
-class HybridRetriever:
+def rrf_fuse(rankings: list[list[int]], k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each id scores the sum of 1 / (RRF_K + rank) over rankings."""
+    score: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, idx in enumerate(ranking, 1):
+            score[idx] = score.get(idx, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(score.items(), key=lambda item: -item[1])[:k]
+
+
+class HybridRetriever(Retriever):
     """Reciprocal rank fusion of BM25 and dense: exact names and codes plus paraphrases."""
 
     name = "hybrid"
@@ -226,23 +218,26 @@ class HybridRetriever:
     def __init__(self, bm25: BM25Retriever, dense: DenseRetriever, depth: int = 20):
         self.bm25, self.dense, self.chunks, self.depth = bm25, dense, dense.chunks, depth
 
-    def retrieve(self, queries, k: int) -> list[list[int]]:
+    def retrieve_scored(self, queries, k: int) -> Scored:
+        """The fused RRF score of each chunk (ranks from both retrievers, down to `depth`)."""
         queries = check_queries(queries)
         check_k(k, len(self.chunks))
         depth = min(max(k, self.depth), len(self.chunks))
-        fused = []
-        for a, b in zip(self.bm25.retrieve(queries, depth), self.dense.retrieve(queries, depth)):
-            score: dict[int, float] = {}
-            for ranking in (a, b):
-                for rank, idx in enumerate(ranking):
-                    score[idx] = score.get(idx, 0.0) + 1.0 / (RRF_K + rank + 1)
-            fused.append(sorted(score, key=lambda i: -score[i])[:k])
-        return fused
+        return [rrf_fuse([a, b], k) for a, b in zip(self.bm25.retrieve(queries, depth),
+                                                     self.dense.retrieve(queries, depth))]
+
+    def save(self, folder: str | Path) -> Path:
+        self.bm25.save(Path(folder) / "bm25")
+        self.dense.save(Path(folder) / "dense")
+        return Path(folder)
+
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
 
 
 def make_retriever(kind: str, chunks: list[Chunk], embedder, index: DenseIndex | None = None):
     """'bm25', 'dense' or 'hybrid' over the chunks (the dense index is built if not given)."""
-    if kind not in {"bm25", "dense", "hybrid"}:
+    if kind not in RETRIEVERS:
         raise RetrievalError(f"unknown retriever {kind!r}; choose 'bm25', 'dense' or 'hybrid'")
     if kind == "bm25":
         return BM25Retriever(chunks)
@@ -250,17 +245,111 @@ def make_retriever(kind: str, chunks: list[Chunk], embedder, index: DenseIndex |
     return dense if kind == "dense" else HybridRetriever(BM25Retriever(chunks), dense)
 
 
-# ---------------------------------------------------------------------------- measures
+class RerankRetriever(Retriever):
+    """A first stage's top `depth` candidates, reordered by a reranker (`mclab.rerank`)."""
 
-def recall_at_k(retrieved: list[list[int]], chunks: list[Chunk], gold_doc_ids) -> float:
-    """Share of questions with at least one retrieved chunk from the question's source doc."""
-    gold_doc_ids = list(gold_doc_ids)
-    if len(retrieved) != len(gold_doc_ids):
-        raise RetrievalError(f"{len(retrieved)} result lists for {len(gold_doc_ids)} questions")
-    hits = [any(chunks[i].doc_id == gold for i in ids)
-            for ids, gold in zip(retrieved, gold_doc_ids)]
-    return float(np.mean(hits))
+    def __init__(self, first_stage, reranker, depth: int = 20):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise RetrievalError(f"rerank depth must be a positive integer, got {depth!r}")
+        self.first_stage, self.reranker, self.depth = first_stage, reranker, depth
+        self.chunks = first_stage.chunks
+        self.name = f"{first_stage.name}+{reranker.name}"
 
+    def retrieve_scored(self, queries, k: int) -> Scored:
+        """The reranker's scores; ties keep the first stage's order."""
+        queries = check_queries(queries)
+        check_k(k, len(self.chunks))
+        candidates = self.first_stage.retrieve(queries, min(max(k, self.depth), len(self.chunks)))
+        scores = self.reranker.score(queries, [[self.chunks[i].text for i in ids]
+                                               for ids in candidates])
+        return [sorted(zip(ids, map(float, row)), key=lambda pair: -pair[1])[:k]
+                for ids, row in zip(candidates, scores)]
+
+    def save(self, folder: str | Path) -> Path:
+        return self.first_stage.save(folder)  # the reranker is a model the course already has
+
+
+# ---------------------------------------------------------------------------- recipes
+
+# What the panel offers and `rag_tuning` compares: label -> `recipes.Rag` fields.
+CHUNKINGS = {
+    "60 words, overlap 20": dict(chunking="words", chunk_size=60, overlap=20),
+    "1 sentence": dict(chunking="sentences", sentences=1, sentence_overlap=0),
+    "2 sentences": dict(chunking="sentences", sentences=2, sentence_overlap=0),
+    "2 sentences, overlap 1": dict(chunking="sentences", sentences=2, sentence_overlap=1),
+    "3 sentences": dict(chunking="sentences", sentences=3, sentence_overlap=0),
+    "3 sentences, overlap 1": dict(chunking="sentences", sentences=3, sentence_overlap=1),
+}
+RETRIEVER_CHOICES = {
+    "bm25": dict(retriever="bm25", rerank=None),
+    "dense": dict(retriever="dense", rerank=None),
+    "hybrid": dict(retriever="hybrid", rerank=None),
+    "hybrid + sentence rerank": dict(retriever="hybrid", rerank="sentence"),
+    "hybrid + LM rerank": dict(retriever="hybrid", rerank="lm"),
+}
+
+
+def _label(choices: dict, recipe) -> str:
+    return next((label for label, values in choices.items()
+                 if all(getattr(recipe, f) == v for f, v in values.items())), "custom")
+
+
+def chunking_label(recipe) -> str:
+    return _label(CHUNKINGS, recipe)
+
+
+def retriever_label(recipe) -> str:
+    return _label(RETRIEVER_CHOICES, recipe)
+
+
+def recipe_with(recipe=None, **choices):
+    """`recipe` (default `recipes.RAG`) with some knobs changed; `chunking` and `retriever`
+    may be labels of `CHUNKINGS` and `RETRIEVER_CHOICES` ("2 sentences", "hybrid")."""
+    from dataclasses import replace
+
+    from . import recipes
+
+    recipe = recipe or recipes.RAG
+    for key, table in (("chunking", CHUNKINGS), ("retriever", RETRIEVER_CHOICES)):
+        label = choices.get(key)
+        if label in table:
+            choices = {**{k: v for k, v in choices.items() if k != key}, **table[label]}
+        elif key == "chunking" and label not in (None, "words", "sentences"):
+            raise RetrievalError(f"unknown chunking {label!r}; choose one of {', '.join(table)}")
+    return replace(recipe, **choices)
+
+
+def chunks_from_recipe(documents, recipe) -> list[Chunk]:
+    """The chunks a recipe names: word windows or sentence windows."""
+    if recipe.chunking == "sentences":
+        return chunk_sentences(documents, recipe.sentences, recipe.sentence_overlap)
+    if recipe.chunking == "words":
+        return chunk_documents(documents, recipe.chunk_size, recipe.overlap)
+    raise RetrievalError(f"unknown chunking {recipe.chunking!r}; choose 'words' or 'sentences'")
+
+
+def retriever_from_recipe(documents, embedder, recipe=None, model=None, tokenizer=None,
+                          index: DenseIndex | None = None):
+    """The retriever a `recipes.Rag` describes (default: the course's, `recipes.RAG`), over
+    the documents: chunking, first stage, and the reranker if any. The LM reranker needs
+    `model` and `tokenizer`; `index`, a dense index of the same chunks, saves re-embedding.
+    The one place the report, the panel and the notebooks build a retriever from settings.
+    """
+    from .rerank import make_reranker
+
+    recipe = recipe or recipe_with()
+    chunks = chunks_from_recipe(documents, recipe)
+    if index is not None and index.chunks != chunks:
+        raise RetrievalError("the index given holds other chunks than this recipe makes; "
+                             "build it from chunks_from_recipe(documents, recipe)")
+    retriever = make_retriever(recipe.retriever, chunks, embedder, index)
+    if recipe.rerank is None:
+        return retriever
+    return RerankRetriever(retriever, make_reranker(recipe.rerank, model, tokenizer, embedder),
+                           recipe.rerank_depth)
+
+
+# ---------------------------------------------------------------------------- answering
 
 def build_context(chunk_ids: list[int], chunks: list[Chunk], best_last: bool = True) -> str:
     """The retrieved passages as one context, numbered; the best one nearest the question.
@@ -281,11 +370,15 @@ class RagResult:
     seconds: float
     retrieval_ms: float  # per question
     prompt_tokens: float  # mean, including the passages
+    # share of questions with a passage that holds the answer (the correct option's text);
+    # `recall` only asks for a chunk of the right document
+    span_recall: float = float("nan")
 
 
 def rag_knowledge(model, tokenizer, items, retriever, k: int = 2,
                   system: str | None = RAG_SYSTEM, best_last: bool = True) -> RagResult:
-    """Knowledge score with the top-`k` passages as context, plus retrieval recall@k."""
+    """Knowledge score with the top-`k` passages as context, plus retrieval recall@k
+    (document recall, and answer-span recall for items with options)."""
     items = list(items)
     start = time.perf_counter()
     retrieved = retriever.retrieve([it["question"] for it in items], k)
@@ -293,63 +386,61 @@ def rag_knowledge(model, tokenizer, items, retriever, k: int = 2,
     contexts = [build_context(ids, retriever.chunks, best_last) for ids in retrieved]
     result = knowledge_score(model, tokenizer, items, contexts, system=system)
     tokens = np.mean([len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in contexts])
-    recall = (recall_at_k(retrieved, retriever.chunks, [it["doc_id"] for it in items])
+    recall = (doc_recall_at_k(retrieved, retriever.chunks, [it["doc_id"] for it in items])
               if all("doc_id" in it for it in items) else float("nan"))  # nan: no gold doc
-    return RagResult(result.accuracy, recall, retrieved, contexts, result.correct, time.perf_counter() - start,
-                     retrieval_ms, float(tokens))
-
-
-def recall_table(retrievers: dict, questions, gold_doc_ids, ks=(1, 2, 4, 8)) -> dict:
-    """recall@k for each retriever and k: {name: {k: recall}}."""
-    questions, gold = list(questions), list(gold_doc_ids)
-    table = {}
-    for name, retriever in retrievers.items():
-        ranked = retriever.retrieve(questions, max(ks))
-        table[name] = {k: recall_at_k([r[:k] for r in ranked], retriever.chunks, gold)
-                       for k in ks}
-    return table
+    span = span_recall_at_k(retrieved, retriever.chunks, mc_answers(items))
+    return RagResult(result.accuracy, recall, retrieved, contexts, result.correct,
+                     time.perf_counter() - start, retrieval_ms, float(tokens), span)
 
 
 # ---------------------------------------------------------------------------- widget
 
-def rag_panel_run(model, tokenizer, embedder, documents, items, k: int, chunk_size: int,
-                  retriever_kind: str) -> dict:
-    """The panel's work: rebuild chunks and retriever, then recall@k and RAG knowledge score."""
-    chunks = chunk_documents(documents, size=chunk_size, overlap=min(20, chunk_size // 3))
-    check_k(k, len(chunks))
-    retriever = make_retriever(retriever_kind, chunks, embedder)
-    result = rag_knowledge(model, tokenizer, items, retriever, k=k)
-    return {"chunks": len(chunks), "recall": result.recall, "knowledge": result.accuracy,
+def rag_panel_run(model, tokenizer, embedder, documents, items, k: int, chunking: str,
+                  retriever: str) -> dict:
+    """The panel's work: the course recipe with the panel's k, chunking and retriever
+    (labels of `CHUNKINGS`, `RETRIEVER_CHOICES`), rebuilt and scored on `items`."""
+    if retriever not in RETRIEVER_CHOICES:
+        raise RetrievalError(f"unknown retriever {retriever!r}; choose one of "
+                             f"{', '.join(RETRIEVER_CHOICES)}")
+    recipe = recipe_with(k=k, chunking=chunking, retriever=retriever)
+    built = retriever_from_recipe(documents, embedder, recipe, model, tokenizer)
+    check_k(k, len(built.chunks))
+    result = rag_knowledge(model, tokenizer, items, built, k=k)
+    return {"chunks": len(built.chunks), "recall": result.recall,
+            "span recall": result.span_recall, "knowledge": result.accuracy,
             "prompt tokens": result.prompt_tokens, "seconds": result.seconds}
 
 
 def rag_panel(model, tokenizer, embedder, documents, items, closed_book: float | None = None):
-    """Sliders for k and chunk size, a retriever choice; re-scores and redraws the bars."""
+    """k, chunking and retriever (the course recipe's to start); re-scores, redraws the bars."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
 
     from .widgets import panel
 
+    recipe = recipe_with()
     controls = {
-        "k": w.IntSlider(value=2, min=1, max=8, description="k"),
-        "size": w.Dropdown(options=[20, 40, 60, 100, 200], value=60, description="chunk words"),
-        "kind": w.Dropdown(options=["bm25", "dense", "hybrid"], value="hybrid",
-                           description="retriever"),
+        "k": w.IntSlider(value=recipe.k, min=1, max=8, description="k"),
+        "chunking": w.Dropdown(options=list(CHUNKINGS), value=chunking_label(recipe),
+                               description="chunks"),
+        "retriever": w.Dropdown(options=list(RETRIEVER_CHOICES), value=retriever_label(recipe),
+                                description="retriever"),
     }
 
     def render(row, values):
-        bars = {"recall@k": row["recall"], "RAG knowledge": row["knowledge"]}
+        bars = {"chunk of the doc": row["recall"], "answer in passages": row["span recall"],
+                "RAG knowledge": row["knowledge"]}
         if closed_book is not None:
             bars = {"closed book": closed_book, **bars}
-        fig, ax = plt.subplots(figsize=(5, 2.8))
+        fig, ax = plt.subplots(figsize=(6, 2.8))
         ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
         ax.set_ylim(0, 1)
-        ax.set_title(f"{values['kind']}, k={values['k']}, {values['size']}-word chunks "
+        ax.set_title(f"{values['retriever']}, k={values['k']}, {values['chunking']} "
                      f"({row['chunks']} chunks, {len(items)} questions)", fontsize=9)
         plt.show()
         print(f"mean prompt tokens {row['prompt tokens']:.0f} · {row['seconds']:.1f} s")
 
-    return panel(controls, lambda k, size, kind: rag_panel_run(
-                     model, tokenizer, embedder, documents, items, k, size, kind),
+    return panel(controls, lambda k, chunking, retriever: rag_panel_run(
+                     model, tokenizer, embedder, documents, items, k, chunking, retriever),
                  render, button="Run", run_on_change=False,
-                 layout=[["k", "size", "kind", "button"]])
+                 layout=[["k", "chunking", "retriever", "button"]])

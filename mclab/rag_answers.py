@@ -16,24 +16,16 @@ by overlap is checkable, and it is what "supported" means above.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .answers import (ABSTAIN_TEXT, ANSWER_TOKENS, words, answer_questions,
-                      is_abstention)
+from .answers import ABSTAIN_TEXT, ANSWER_TOKENS, answer_questions, is_abstention
+from .retrieval_metrics import answer_terms, contains_answer
 
 RAG_ANSWER_SYSTEM = ("You answer questions for Kestrel & Ashdown Outfitters from the numbered "
                      "passages. Copy the answer words exactly from the passage. Answer in one "
                      "short sentence.")
-# Words that carry no fact: an answer that adds only these to the question states nothing.
-STOPWORDS = frozenset(
-    "a an the of to in on at for by with from and or is are was were be been it its this that "
-    "these those as per each any all can may must should will would which what who whom when "
-    "where how answer question passage passages company kestrel ashdown outfitters".split())
-
-
 @dataclass
 class RagAnswer:
     question: str
@@ -47,10 +39,10 @@ class RagAnswer:
     reason: str  # "answered", "weak retrieval", "unsupported answer", "model declined"
 
 
-def new_words(answer: str, question: str) -> set[str]:
-    """The answer's content words that the question does not already contain."""
-    asked = set(words(question))
-    return {w for w in words(answer) if w not in asked and w not in STOPWORDS}
+def new_words(answer: str, question: str) -> list[str]:
+    """What the answer adds to the question: its values (numbers, codes, names), else its
+    other content words (`retrieval_metrics.answer_terms`, the same rule as retrieval's)."""
+    return answer_terms(question, answer) if answer.strip() else []
 
 
 def support(answer: str, question: str, passage: str) -> float:
@@ -58,7 +50,7 @@ def support(answer: str, question: str, passage: str) -> float:
     added = new_words(answer, question)
     if not added:
         return 0.0  # an answer that adds nothing is supported by nothing
-    return len(added & set(words(passage))) / len(added)
+    return sum(contains_answer(passage, term) for term in added) / len(added)
 
 
 def cite(answer: str, question: str, passages: list[str], min_share: float = 0.5) -> list[int]:
@@ -72,13 +64,13 @@ class ChunkSimilarity:
     """Cosine similarity of questions to every chunk (embeddings computed once)."""
 
     def __init__(self, embedder, chunks):
-        from .rag import embed
+        from .models import embed
 
         self.embedder, self.chunks = embedder, list(chunks)
         self.vectors = embed(embedder, [c.text for c in self.chunks])
 
     def to_chunks(self, questions) -> np.ndarray:
-        from .rag import embed
+        from .models import embed
 
         return embed(self.embedder, list(questions)) @ self.vectors.T
 
@@ -199,15 +191,12 @@ def summarize(answers: list[RagAnswer]) -> dict:
                                           "unsupported answer")}
 
 
-_WS = re.compile(r"\s+")
-
-
 def show(answer: RagAnswer, chunks, width: int = 110) -> str:
     """One answer as text: the passages with their scores, the answer and its citations."""
     lines = [f"Q: {answer.question}"]
     for j, score in answer.passages:
         mark = "*" if j in answer.cited else " "
-        lines.append(f"  {mark}[{j}] {score:.2f}  {_WS.sub(' ', chunks[j].text)[:width]}")
+        lines.append(f"  {mark}[{j}] {score:.2f}  {' '.join(chunks[j].text.split())[:width]}")
     lines.append(f"A: {answer.text}" + (f"  (cites {answer.cited})" if answer.cited else
                                          f"  ({answer.reason})"))
     return "\n".join(lines)

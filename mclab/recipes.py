@@ -89,10 +89,17 @@ class FewShot:
 
 @dataclass(frozen=True)
 class Rag:
+    """Chunking, retriever and k, built by `mclab.rag.retriever_from_recipe`."""
+
     notebook: str = "02_retrieval_rag"
-    chunk_size: int = 60  # words per chunk, chosen on the training questions
-    overlap: int = 20
-    retriever: str = "hybrid"  # BM25 + dense, reciprocal-rank fused
+    chunking: str = "words"  # "sentences": windows of whole sentences; "words": word windows
+    sentences: int = 2  # sentences per chunk (chunking="sentences")
+    sentence_overlap: int = 1  # sentences shared by neighbouring chunks
+    chunk_size: int = 60  # words per chunk (chunking="words"; notebook 02 starts with these)
+    overlap: int = 20  # words shared by neighbouring word windows
+    retriever: str = "hybrid"  # "bm25", "dense" or "hybrid" (BM25 + dense, rank-fused)
+    rerank: str | None = None  # None, "lm" (the model's question likelihood) or "sentence"
+    rerank_depth: int = 20  # first-stage candidates the reranker reorders
     k: int = 2  # chunks in the prompt
     # abstention (mclab.rag_answers), chosen on validation questions by tools/choose_abstention.py
     min_similarity: float | None = None  # no chunk this similar to the question: "I don't know"

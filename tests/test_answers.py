@@ -70,11 +70,13 @@ def test_read_answers_scores_match_f1_and_abstention():
 def test_support_and_citations_use_the_words_the_answer_adds():
     question = "What is the daily ceiling on meal costs?"
     passages = ["Travel: hotels up to 140 euros a night.", "Meals: the daily ceiling is 38 euros."]
-    assert new_words("The daily ceiling on meal costs is 38 euros.", question) == {"38", "euros"}
+    assert new_words("The daily ceiling on meal costs is 38 euros.", question) == ["38"]
+    assert new_words("It is paid in euros.", question) == ["paid", "euros"]  # no value: words
     assert support("The ceiling is 38 euros.", question, passages[1]) == 1.0
-    assert support("The ceiling is 45 euros.", question, passages[1]) == 0.5
-    assert cite("The ceiling is 38 euros.", question, passages) == [1, 0]  # 38 euros, then euros
-    assert cite("It is 38 pounds.", question, passages) == [1]
+    assert support("The ceiling is 45 euros.", question, passages[1]) == 0.0  # invented value
+    assert support("Hotels pay 140 euros, meals 38 euros.", question, passages[0]) == 0.5
+    assert cite("The ceiling is 38 euros.", question, passages) == [1]
+    assert cite("Hotels pay 140 euros, meals 38 euros.", question, passages) == [1, 0]
     assert support("What is the daily ceiling?", question, passages[1]) == 0.0  # adds nothing
 
 
