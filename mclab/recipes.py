@@ -102,8 +102,11 @@ class Rag:
     rerank_depth: int = 20  # first-stage candidates the reranker reorders
     k: int = 2  # chunks in the prompt
     # abstention (mclab.rag_answers), chosen on validation questions by tools/choose_abstention.py
-    min_similarity: float | None = None  # no chunk this similar to the question: "I don't know"
-    min_support: float | None = None  # the answer's own words found in no passage: the same
+    # (reports/abstention.json): no chunk this similar to the question -> "I don't know"
+    min_similarity: float | None = 0.3679443895816803
+    # the answer's values found in no passage -> the same (off: on validation it declined
+    # more than a tenth of the answerable questions)
+    min_support: float | None = None
 
 
 # --------------------------------------------------------------------------- CPT (03)

@@ -122,3 +122,22 @@ def test_with_rule_reapplies_abstention_without_generating():
     empty = RagAnswer("q3", ABSTAIN_TEXT, "", [], [], 0.0, 0.1, True, "weak retrieval")
     with pytest.raises(ValueError, match="without abstention"):
         with_rule([empty], NEVER)
+
+
+def test_recipe_abstention_is_the_rule_chosen_on_validation():
+    """recipes.RAG carries the rule tools/choose_abstention.py chose and recorded, for the
+    retriever it was chosen with (a changed retriever needs the tool run again)."""
+    import json
+    from pathlib import Path
+
+    from mclab import recipes
+
+    record = json.loads((Path(__file__).resolve().parent.parent / "reports" /
+                         "abstention.json").read_text())
+    assert record["chosen"] == {"min_similarity": recipes.RAG.min_similarity,
+                                "min_support": recipes.RAG.min_support}
+    assert record["recipe"] == {"retriever": recipes.RAG.retriever, "k": recipes.RAG.k,
+                                "chunking": recipes.RAG.chunking}
+    chosen = next(g for g in record["grid"] if (g["min_similarity"], g["min_support"]) ==
+                  (recipes.RAG.min_similarity, recipes.RAG.min_support))
+    assert chosen["false_abstain"] <= 0.1 or all(g["false_abstain"] > 0.1 for g in record["grid"])

@@ -53,7 +53,11 @@ BUDGET = "the course's memory budget (a Binder session): a setting, not a result
 ALLOWED: dict[str, dict[str, str]] = {
     "00": {"Chance is 25 %": CHANCE},
     "01": {"chance is 0.25": CHANCE},
-    "02": {"chance 0.25": CHANCE},
+    "02": {"chance 0.25": CHANCE,
+           '"4 hours" is not found': "an example of the matcher's rule, not a result",
+           'in "24 hours")': "an example of the matcher's rule, not a result",
+           '"95% interval"': "the interval's confidence level: a setting",
+           "at least 80% and at most 10%": "issue 14's abstention targets: settings"},
     "03": {"chance 25%": CHANCE, "chance is 0.25": CHANCE, "fit 2 GB": BUDGET,
            "a 10x larger learning": "a setting to try in the panel",
            "replay 0 vs 0.5": "settings to try in the panel",
