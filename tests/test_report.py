@@ -410,3 +410,21 @@ def test_reference_rows_are_lines_not_points_and_a_far_ceiling_stays_off_the_axi
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(t.startswith("reference: copy the sentence") for t in legend)
     assert any("ceiling" in t and t.endswith("above this axis") for t in legend)
+
+
+@pytest.mark.skipif(not COMMITTED.exists(), reason="no committed report")
+def test_committed_written_answers_come_from_the_models_the_other_columns_measured():
+    """Rows whose written answers were added later (`report --add answers`) retrained their
+    method; its multiple-choice answers must have come out as the first run's, and the
+    stored per-item results must give the stored rates."""
+    added = 0
+    for path in (COMMITTED.parent / "rows").glob("*.json"):
+        row = json.loads(path.read_text())
+        if "answers" in row.get("added_parts", {}):
+            added += 1
+            assert row["added_parts"]["answers"]["company_reproduced"], row["method"]
+        if row.get("answer_match_items"):
+            assert row["company_answer_match"] == pytest.approx(np.mean(row["answer_match_items"]))
+            assert row["abstain_unanswerable"] == pytest.approx(
+                np.mean(row["unanswerable_abstained"]))
+    assert added >= 8
