@@ -133,26 +133,23 @@ def span_recall_at_k(retrieved: list[list[int]], chunks, answers) -> float:
     return float(np.mean(span_hits(retrieved, chunks, answers)))
 
 
-def recall_table(retrievers: dict, questions, gold_doc_ids, ks=(1, 2, 4, 8)) -> dict:
-    """Document recall@k for each retriever and k: {name: {k: recall}}."""
-    questions, gold = list(questions), list(gold_doc_ids)
+def _recall_table(retrievers: dict, questions, golds, measure, ks) -> dict:
+    questions, golds = list(questions), list(golds)
     table = {}
     for name, retriever in retrievers.items():
         ranked = retriever.retrieve(questions, max(ks))
-        table[name] = {k: doc_recall_at_k([r[:k] for r in ranked], retriever.chunks, gold)
-                       for k in ks}
+        table[name] = {k: measure([r[:k] for r in ranked], retriever.chunks, golds) for k in ks}
     return table
+
+
+def recall_table(retrievers: dict, questions, gold_doc_ids, ks=(1, 2, 4, 8)) -> dict:
+    """Document recall@k for each retriever and k: {name: {k: recall}}."""
+    return _recall_table(retrievers, questions, gold_doc_ids, doc_recall_at_k, ks)
 
 
 def span_recall_table(retrievers: dict, questions, answers, ks=(1, 2, 4, 8)) -> dict:
     """Answer-span recall@k for each retriever and k: {name: {k: recall}}."""
-    questions, answers = list(questions), list(answers)
-    table = {}
-    for name, retriever in retrievers.items():
-        ranked = retriever.retrieve(questions, max(ks))
-        table[name] = {k: span_recall_at_k([r[:k] for r in ranked], retriever.chunks, answers)
-                       for k in ks}
-    return table
+    return _recall_table(retrievers, questions, answers, span_recall_at_k, ks)
 
 
 def mc_answers(items) -> list[str]:
