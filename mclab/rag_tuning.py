@@ -147,12 +147,22 @@ def context_tokens(tokenizer, ranked, chunks, k: int) -> float:
                                         add_special_tokens=False)["input_ids"]) for ids in ranked]))
 
 
-def _rank(documents, embedder, model, tokenizer, chunking, name, questions, k, index):
-    recipe = recipe_with(chunking=chunking, retriever=name)
-    retriever = retriever_from_recipe(documents, embedder, recipe, model, tokenizer, index)
-    start = time.perf_counter()
-    ranked = retriever.retrieve(questions, k)
-    return {"ranked": ranked, "ms": 1000 * (time.perf_counter() - start) / len(questions)}
+PART = 64  # questions ranked between two checkpoints (the LM reranker takes minutes a part)
+
+
+def _rank(retriever, questions, k, checkpoint: Checkpoint, name: str) -> dict:
+    """Each question's top-k ids and the ms per question, `PART` questions at a time."""
+    ranked, seconds = [], 0.0
+    for part, start in enumerate(range(0, len(questions), PART)):
+        done = checkpoint.get(f"{name}|part {part}")
+        if done is None:
+            begin = time.perf_counter()
+            done = checkpoint.put(f"{name}|part {part}", {
+                "ranked": retriever.retrieve(questions[start:start + PART], k),
+                "seconds": time.perf_counter() - begin})
+        ranked += done["ranked"]
+        seconds += done["seconds"]
+    return {"ranked": ranked, "ms": 1000 * seconds / len(questions)}
 
 
 def retrieval_grid(documents, embedder, train_qa, model, tokenizer, chunkings=None,
@@ -169,14 +179,11 @@ def retrieval_grid(documents, embedder, train_qa, model, tokenizer, chunkings=No
     rows, rankings = [], {}
     for chunking in chunkings or list(CHUNKINGS):
         chunks = chunks_from_recipe(documents, recipe_with(chunking=chunking))
-        index = None
+        index = DenseIndex.build(chunks, embedder)
         for name in retrievers or list(RETRIEVER_CHOICES):
-            done = checkpoint.get(f"rank|{chunking}|{name}")
-            if done is None:
-                index = index or DenseIndex.build(chunks, embedder)
-                done = checkpoint.put(f"rank|{chunking}|{name}", _rank(
-                    documents, embedder, model, tokenizer, chunking, name, questions, max(ks),
-                    index))
+            recipe = recipe_with(chunking=chunking, retriever=name)
+            retriever = retriever_from_recipe(documents, embedder, recipe, model, tokenizer, index)
+            done = _rank(retriever, questions, max(ks), checkpoint, f"rank|{chunking}|{name}")
             ranked, ms = done["ranked"], done["ms"]
             rankings[(chunking, name)] = ranked
             for k in ks:
