@@ -69,13 +69,14 @@ def course_notebooks() -> list[Path]:
     return sorted((root / "solutions").glob("*.ipynb")) if root else []
 
 
-def committed_report() -> Path:
-    """The full-mode comparison.json notebook 08 reads: the one in `reports_dir` once a full
-    report is written there, else the one the course committed, which ships in the wheel."""
-    written = get_settings().reports_dir / "comparison.json"
+def committed_report(name: str = "comparison.json") -> Path:
+    """A full-mode report file (comparison.json, which notebook 08 reads; rag_settings.json):
+    the one in `reports_dir` once written there, else the one the course committed, which
+    ships in the wheel."""
+    written = get_settings().reports_dir / name
     if written.exists() or checkout_root():
         return written
-    return Path(str(files(__package__) / "course_reports" / "comparison.json"))
+    return Path(str(files(__package__) / "course_reports" / name))
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,17 @@ than the noise of the validation set are not evidence.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
 from .chunking import RetrievalError
+from .files import write_json_atomic
 from .evaluation import knowledge_score
 from .rag import (CHUNKINGS, RAG_SYSTEM, RETRIEVER_CHOICES, DenseIndex, build_context,
                   chunks_from_recipe, recipe_with, retriever_from_recipe)
@@ -39,6 +43,34 @@ RULE = ("Among (chunking, k) pairs, each with the retriever of best validation s
 
 MONTHS = ("january february march april may june july august september october november "
           "december").split()
+
+
+class Checkpoint:
+    """Results computed so far, in a JSON file, so a run that is stopped resumes where it was.
+
+    Saved results count only for the same inputs (`key`); without a path nothing is saved.
+    """
+
+    def __init__(self, path=None, key: str = ""):
+        self.path, self.key, self.results = (Path(path) if path else None), key, {}
+        if self.path and self.path.is_file():
+            saved = json.loads(self.path.read_text())
+            if saved.get("key") == key:
+                self.results = saved["results"]
+
+    def get(self, name: str):
+        return self.results.get(name)
+
+    def put(self, name: str, value):
+        self.results[name] = value
+        if self.path:
+            write_json_atomic(self.path, {"key": self.key, "results": self.results})
+        return value
+
+
+def inputs_key(*parts) -> str:
+    """A fingerprint of the inputs a checkpoint's results were computed from."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------- validation items
@@ -115,14 +147,33 @@ def context_tokens(tokenizer, ranked, chunks, k: int) -> float:
                                         add_special_tokens=False)["input_ids"]) for ids in ranked]))
 
 
+PART = 64  # questions ranked between two checkpoints (the LM reranker takes minutes a part)
+
+
+def _rank(retriever, questions, k, checkpoint: Checkpoint, name: str) -> dict:
+    """Each question's top-k ids and the ms per question, `PART` questions at a time."""
+    ranked, seconds = [], 0.0
+    for part, start in enumerate(range(0, len(questions), PART)):
+        done = checkpoint.get(f"{name}|part {part}")
+        if done is None:
+            begin = time.perf_counter()
+            done = checkpoint.put(f"{name}|part {part}", {
+                "ranked": retriever.retrieve(questions[start:start + PART], k),
+                "seconds": time.perf_counter() - begin})
+        ranked += done["ranked"]
+        seconds += done["seconds"]
+    return {"ranked": ranked, "ms": 1000 * seconds / len(questions)}
+
+
 def retrieval_grid(documents, embedder, train_qa, model, tokenizer, chunkings=None,
-                   retrievers=None, ks=KS, log=print) -> tuple[list[dict], dict]:
+                   retrievers=None, ks=KS, log=print,
+                   checkpoint: Checkpoint | None = None) -> tuple[list[dict], dict]:
     """Stage 1: validation span recall@k, document recall@k and context tokens per setting.
 
     Returns (rows, rankings) where rankings[(chunking, retriever)] holds each question's top
     max(ks) chunk ids, for stage 2 to reuse.
     """
-    rows_qa = list(train_qa)
+    rows_qa, checkpoint = list(train_qa), checkpoint or Checkpoint()
     questions, gold = [r["question"] for r in rows_qa], [r["doc_id"] for r in rows_qa]
     terms = [answer_terms(r["question"], r["answer"]) for r in rows_qa]
     rows, rankings = [], {}
@@ -132,9 +183,8 @@ def retrieval_grid(documents, embedder, train_qa, model, tokenizer, chunkings=No
         for name in retrievers or list(RETRIEVER_CHOICES):
             recipe = recipe_with(chunking=chunking, retriever=name)
             retriever = retriever_from_recipe(documents, embedder, recipe, model, tokenizer, index)
-            start = time.perf_counter()
-            ranked = retriever.retrieve(questions, max(ks))
-            ms = 1000 * (time.perf_counter() - start) / len(questions)
+            done = _rank(retriever, questions, max(ks), checkpoint, f"rank|{chunking}|{name}")
+            ranked, ms = done["ranked"], done["ms"]
             rankings[(chunking, name)] = ranked
             for k in ks:
                 top = [r[:k] for r in ranked]
@@ -162,7 +212,8 @@ def best_retrievers(rows: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------------------- stage 2: reading
 
 def reader_grid(model, tokenizer, documents, items, candidates: list[dict], rankings: dict,
-                train_questions: list[str], log=print) -> list[dict]:
+                train_questions: list[str], log=print,
+                checkpoint: Checkpoint | None = None) -> list[dict]:
     """Stage 2: validation multiple-choice accuracy of the model reading each candidate's
     passages (the rankings of stage 1, looked up by question)."""
     position = {q: i for i, q in enumerate(train_questions)}
@@ -170,8 +221,12 @@ def reader_grid(model, tokenizer, documents, items, candidates: list[dict], rank
     if missing:
         raise RetrievalError(f"{len(missing)} validation questions were not ranked in stage 1, "
                              f"e.g. {missing[0]!r}; build items from the same training Q&A")
-    results = []
+    results, checkpoint = [], checkpoint or Checkpoint()
     for cand in candidates:
+        name = f"read|{cand['chunking']}|{cand['retriever']}|{cand['k']}"
+        if checkpoint.get(name) is not None:
+            results.append(checkpoint.get(name))
+            continue
         chunks = chunks_from_recipe(documents, recipe_with(chunking=cand["chunking"]))
         ranked = rankings[(cand["chunking"], cand["retriever"])]
         contexts = [build_context(ranked[position[it["question"]]][:cand["k"]], chunks)
@@ -180,8 +235,8 @@ def reader_grid(model, tokenizer, documents, items, candidates: list[dict], rank
         result = knowledge_score(model, tokenizer, items, contexts, system=RAG_SYSTEM)
         seconds = time.perf_counter() - start
         se = float(np.sqrt(result.accuracy * (1 - result.accuracy) / result.n))
-        results.append({**cand, "mc_accuracy": result.accuracy, "mc_se": se, "n_items": result.n,
-                        "mc_seconds": seconds})
+        results.append(checkpoint.put(name, {**cand, "mc_accuracy": result.accuracy, "mc_se": se,
+                                             "n_items": result.n, "mc_seconds": seconds}))
         log(f"{cand['chunking']:>24} · {cand['retriever']:<24} k={cand['k']} "
             f"accuracy {result.accuracy:.3f} ± {se:.3f} · {seconds:.0f} s")
     return results
@@ -212,19 +267,43 @@ def gold_doc_coverage(documents, train_qa) -> dict:
 
 
 def choose_settings(documents, embedder, train_qa, model, tokenizer, per_fact: int | None = 1,
-                    chunkings=None, retrievers=None, log=print) -> dict:
+                    chunkings=None, retrievers=None, log=print, checkpoint_path=None) -> dict:
     """Both stages and the rule, on the training Q&A: what `tools/choose_rag_settings.py`
-    writes. `per_fact`: validation MC items per fact for stage 2 (its cost is the reader's)."""
+    writes. `per_fact`: validation MC items per fact for stage 2 (its cost is the reader's).
+    `checkpoint_path`: a JSON file of finished steps, so a stopped run resumes."""
     train_qa, documents = list(train_qa), list(documents)
     start = time.perf_counter()
+    checkpoint = Checkpoint(checkpoint_path, inputs_key(train_qa, documents, per_fact))
     grid, rankings = retrieval_grid(documents, embedder, train_qa, model, tokenizer,
-                                    chunkings, retrievers, log=log)
+                                    chunkings, retrievers, log=log, checkpoint=checkpoint)
     items = validation_items(train_qa, per_fact=per_fact)
     reader = reader_grid(model, tokenizer, documents, items, best_retrievers(grid), rankings,
-                         [r["question"] for r in train_qa], log=log)
+                         [r["question"] for r in train_qa], log=log, checkpoint=checkpoint)
     chosen = choose(reader)
     return {"rule": RULE, "chosen": chosen, "retrieval_grid": grid, "reader_grid": reader,
             "validation": {"span_questions": len(train_qa), "mc_items": len(items),
                            "mc_items_per_fact": per_fact},
             "gold_doc_coverage": gold_doc_coverage(documents, train_qa),
             "seconds": time.perf_counter() - start}
+
+
+def settings_report(path=None) -> dict:
+    """The committed reports/rag_settings.json (what `recipes.Rag` was chosen from)."""
+    import json
+    from pathlib import Path
+
+    from .config import committed_report
+
+    path = Path(path or committed_report("rag_settings.json"))
+    if not path.is_file():
+        raise RetrievalError(f"{path} does not exist; run tools/choose_rag_settings.py")
+    return json.loads(path.read_text())
+
+
+def grid_table(report: dict, value: str = "span_recall"):
+    """The retrieval grid as a table: (chunking, retriever) rows, one column per k."""
+    import pandas as pd
+
+    frame = pd.DataFrame(report["retrieval_grid"])
+    return frame.pivot_table(index=["chunking", "retriever"], columns="k", values=value,
+                             sort=False)

@@ -33,15 +33,16 @@ class QueryLikelihoodReranker:
 
     Scored by `mclab.evaluation.option_logprobs`: each passage is read once and its cache
     is shared by the questions it is a candidate for (up to `group` at a time), so reranking
-    depth 20 costs about one forward pass per distinct candidate passage, not one per pair.
+    many questions costs about one forward pass per distinct candidate passage plus the
+    questions' own tokens. `rows`: question continuations scored in one batch (memory).
     """
 
     name = "lm"
 
-    def __init__(self, model, tokenizer, group: int = 8, batch_size: int = 8,
+    def __init__(self, model, tokenizer, group: int = 32, rows: int = 64,
                  instruction: str = UPR_INSTRUCTION):
         self.model, self.tokenizer, self.instruction = model, tokenizer, instruction
-        self.group, self.batch_size = group, batch_size
+        self.group, self.rows = group, rows
 
     def score(self, queries: list[str], passages: list[list[str]]) -> list[np.ndarray]:
         _check(queries, passages)
@@ -58,8 +59,11 @@ class QueryLikelihoodReranker:
                 options.append([queries[q] for q, _ in group])
                 where.append(group)
         scores = [np.zeros(len(c)) for c in passages]
+        if not prompts:
+            return scores
+        batch = max(1, self.rows // max(map(len, options)))  # prompts per batch
         for group, values in zip(where, option_logprobs(self.model, self.tokenizer, prompts,
-                                                        options, batch_size=self.batch_size)):
+                                                        options, batch_size=batch)):
             for (q, j), value in zip(group, values):
                 scores[q][j] = value
         return scores

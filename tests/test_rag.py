@@ -287,6 +287,10 @@ def test_query_likelihood_ranks_the_passage_that_answers_first(model_and_tokeniz
     scores = reranker.score(questions, [passages, passages[::-1]])
     assert int(np.argmax(scores[0])) == 1
     assert int(np.argmax(scores[1])) == 2  # the tent passage, last in the reversed list
+    # sharing a passage's cache among questions changes nothing: one at a time, same scores
+    alone = QueryLikelihoodReranker(model, tok, group=1, rows=1).score(
+        questions, [passages, passages[::-1]])
+    assert np.allclose(np.concatenate(alone), np.concatenate(scores), atol=1e-3)
 
 
 def test_reranker_and_recipe_errors(chunks, embedder):
@@ -364,3 +368,14 @@ def test_choose_takes_the_shortest_context_within_one_standard_error():
     assert choose(rows)["name"] == "long"
     with pytest.raises(RetrievalError, match="no reader results"):
         choose([])
+
+
+def test_checkpoint_resumes_only_for_the_same_inputs(tmp_path):
+    from mclab.rag_tuning import Checkpoint, inputs_key
+
+    path = tmp_path / "partial.json"
+    key = inputs_key(["q1", "q2"], 1)
+    Checkpoint(path, key).put("rank|1 sentence|bm25", {"ranked": [[0, 1]], "ms": 1.0})
+    assert Checkpoint(path, key).get("rank|1 sentence|bm25") == {"ranked": [[0, 1]], "ms": 1.0}
+    assert Checkpoint(path, inputs_key(["q1", "q3"], 1)).get("rank|1 sentence|bm25") is None
+    assert Checkpoint().put("x", 1) == 1 and not (tmp_path / "x").exists()

@@ -9,6 +9,8 @@ built from the same Q&A, then the rule. The held-out evals are never read here.
 Full mode (the default outside MCLAB_QUICK) uses all 255 training questions and writes
 reports/rag_settings.json, which `recipes.Rag` cites; quick mode uses a few questions, two
 chunkings and no LM reranking, and writes under the runs folder, never over the report.
+Each finished step is kept in .rag_settings-partial.json beside the output: a stopped run
+resumes where it was (--fresh starts over); the file goes once the report is written.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def main() -> None:
     default_out = (settings.runs_dir / "rag_settings-quick.json" if settings.quick
                    else settings.reports_dir / "rag_settings.json")
     parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore the finished steps of an earlier, stopped run")
     args = parser.parse_args()
 
     from mclab.rag_tuning import choose_settings
@@ -45,8 +49,12 @@ def main() -> None:
     train_qa = subset(company["train_qa"], 12) if settings.quick else company["train_qa"]
     quick = dict(chunkings=["60 words, overlap 20", "2 sentences, overlap 1"],
                  retrievers=["bm25", "hybrid"]) if settings.quick else {}
+    checkpoint = args.out.with_name(f".{args.out.stem}-partial.json")
+    if args.fresh:
+        checkpoint.unlink(missing_ok=True)
     result = choose_settings(company["documents"], embedder, train_qa, model, tokenizer,
-                             per_fact=args.per_fact, **quick)
+                             per_fact=args.per_fact, checkpoint_path=checkpoint, **quick)
+    checkpoint.unlink(missing_ok=True)  # the finished report holds it all
     result["run"] = {"mode": settings.mode, "threads": settings.threads,
                      "omp_threads": os.environ.get("OMP_NUM_THREADS"),
                      "machine": platform.machine(), "cpus": os.cpu_count(),
