@@ -22,6 +22,7 @@ class Chunk:
     doc_id: str  # the source document, so a hit can be checked against the gold doc
     title: str
     text: str  # the passage as the retriever and the model see it (title first)
+    access: str = "all"  # who may read it: its document's label (mclab.access)
 
 
 def check_window(size, overlap, unit: str) -> None:
@@ -46,7 +47,8 @@ def _chunks(documents, pieces_of, size: int, overlap: int, with_title: bool) -> 
         for window in windows(pieces_of(doc["text"]), size, overlap):
             body = " ".join(window)
             chunks.append(Chunk(doc["id"], doc["title"],
-                                f"{doc['title']}: {body}" if with_title else body))
+                                f"{doc['title']}: {body}" if with_title else body,
+                                doc.get("access", "all")))
     if not chunks:
         raise RetrievalError("no documents to chunk; pass a non-empty list of documents")
     return chunks

@@ -19,7 +19,8 @@ STR_OR_NULL = (str, type(None))
 # field -> type, per file; every listed field is required and strings must be non-empty.
 SCHEMAS: dict[str, dict[str, dict[str, type | tuple]]] = {
     "company": {
-        "documents": {"id": str, "title": str, "category": str, "text": str},
+        # access: who may read it ("all", or a group: see ACCESS_LABELS and mclab.access)
+        "documents": {"id": str, "title": str, "category": str, "access": str, "text": str},
         "train_qa": {"id": str, "fact_id": str, "doc_id": str, "question": str, "answer": str},
         "eval_mc": {"id": str, "fact_id": str, "doc_id": str, "question": str,
                     "options": list, "answer": int},
@@ -32,6 +33,15 @@ SCHEMAS: dict[str, dict[str, dict[str, type | tuple]]] = {
                               "kind": str, "why_unanswerable": str},
         "val_unanswerable": {"id": str, "question": str, "near_doc_id": STR_OR_NULL,
                              "kind": str, "why_unanswerable": str},
+        # Documents only some groups may read (pay, HR cases, security), kept apart from the
+        # public knowledge base that every other company measurement uses; their facts as
+        # training Q&A (to show that fine-tuning leaks them) and held-out questions.
+        "restricted_documents": {"id": str, "title": str, "category": str, "access": str,
+                                 "text": str},
+        "train_restricted_qa": {"id": str, "fact_id": str, "doc_id": str, "question": str,
+                                "answer": str},
+        "eval_restricted": {"id": str, "fact_id": str, "doc_id": str, "question": str,
+                            "gold": str},
     },
     "medical": {
         "glossary": {"term": str, "definition": str},
@@ -54,6 +64,8 @@ COMPANY_MC = ("eval_mc", "eval_uncovered_mc")
 # entity and the document a keyword search would hit (near_doc_id); off-topic has null there.
 COMPANY_UNANSWERABLE = ("eval_unanswerable", "val_unanswerable")
 UNANSWERABLE_KINDS = ("near-miss", "off-topic")
+# Who may read a document: everyone, or the members of one group.
+ACCESS_LABELS = ("all", "managers", "hr", "security")
 
 
 class DataError(ValueError):
@@ -140,6 +152,7 @@ def _check_links(name: str, rows: dict[str, list[dict]], folder: Path) -> None:
             _check_mc_items(split, rows[split], docs, folder)
         _check_uncovered(rows, folder)
         _check_unanswerable(rows, docs, folder)
+        _check_restricted(rows, folder)
 
 
 def _check_doc_ids(split: str, items: list[dict], docs: dict[str, str], folder: Path,
@@ -209,6 +222,36 @@ def _check_unanswerable(rows: dict[str, list[dict]], docs: dict[str, str], folde
                     "other company file and from each other."
                 )
             asked[question] = split
+
+
+def _check_restricted(rows: dict[str, list[dict]], folder: Path) -> None:
+    """Access labels are known; the restricted documents are restricted and their ids new; their
+    Q&A links to them, and each held-out question's gold value occurs in its document."""
+    for split in ("documents", "restricted_documents"):
+        for lineno, row in enumerate(rows[split], start=1):
+            where = f"{folder / split}.jsonl:{lineno}"
+            if row["access"] not in ACCESS_LABELS:
+                raise DataError(f"{where}: access {row['access']!r} is not one of "
+                                f"{', '.join(ACCESS_LABELS)}")
+            if split == "restricted_documents" and row["access"] == "all":
+                raise DataError(f"{where}: a restricted document needs a group in 'access' "
+                                "(managers, hr or security); public ones go in documents.jsonl")
+    public = {d["id"] for d in rows["documents"]}
+    restricted = {d["id"]: d["text"] for d in rows["restricted_documents"]}
+    for lineno, row in enumerate(rows["restricted_documents"], start=1):
+        if row["id"] in public:
+            raise DataError(f"{folder / 'restricted_documents'}.jsonl:{lineno}: id {row['id']!r} "
+                            "is also a document id in documents.jsonl; use a new id (rdoc-...)")
+    for split in ("train_restricted_qa", "eval_restricted"):
+        for lineno, row in enumerate(rows[split], start=1):
+            where = f"{folder / split}.jsonl:{lineno}"
+            if row["doc_id"] not in restricted:
+                raise DataError(f"{where}: doc_id {row['doc_id']!r} names no document in "
+                                "restricted_documents.jsonl")
+            if split == "eval_restricted" and row["gold"] not in restricted[row["doc_id"]]:
+                raise DataError(f"{where}: the gold value {row['gold']!r} does not occur in "
+                                f"{row['doc_id']!r}. Fix: copy it word for word from the "
+                                "document.")
 
 
 def check_data_dir(data_dir: str | Path | None = None, scenarios=SCENARIOS) -> Path:

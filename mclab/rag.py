@@ -27,8 +27,8 @@ from .compat import embedding_dimension
 from .evaluation import knowledge_score
 from .files import write_bytes_atomic
 from .models import embed, embedder_name  # noqa: F401 (notebook 02 imports embed from here)
-from .retrieval_metrics import (doc_recall_at_k, mc_answers, recall_at_k,  # noqa: F401
-                                recall_table, span_recall_at_k, span_recall_table)
+from .retrieval_metrics import (contains_answer, doc_recall_at_k, mc_answers,  # noqa: F401
+                                recall_at_k, recall_table, span_recall_at_k, span_recall_table)
 
 RAG_SYSTEM = ("You are a helpful assistant for Kestrel & Ashdown Outfitters. "
               "Answer the question using the passages.")
@@ -253,6 +253,7 @@ class RerankRetriever(Retriever):
             raise RetrievalError(f"rerank depth must be a positive integer, got {depth!r}")
         self.first_stage, self.reranker, self.depth = first_stage, reranker, depth
         self.chunks = first_stage.chunks
+        self.readable = getattr(first_stage, "readable", None)  # set when access-filtered
         self.name = f"{first_stage.name}+{reranker.name}"
 
     def retrieve_scored(self, queries, k: int) -> Scored:
@@ -329,10 +330,11 @@ def chunks_from_recipe(documents, recipe) -> list[Chunk]:
 
 
 def retriever_from_recipe(documents, embedder, recipe=None, model=None, tokenizer=None,
-                          index: DenseIndex | None = None):
+                          index: DenseIndex | None = None, user=None):
     """The retriever a `recipes.Rag` describes (default: the course's, `recipes.RAG`), over
     the documents: chunking, first stage, and the reranker if any. The LM reranker needs
     `model` and `tokenizer`; `index`, a dense index of the same chunks, saves re-embedding.
+    `user` (a role of `access.ROLES` or a set of groups): rank only the chunks they may read.
     The one place the report, the panel and the notebooks build a retriever from settings.
     """
     from .rerank import make_reranker
@@ -343,6 +345,10 @@ def retriever_from_recipe(documents, embedder, recipe=None, model=None, tokenize
         raise RetrievalError("the index given holds other chunks than this recipe makes; "
                              "build it from chunks_from_recipe(documents, recipe)")
     retriever = make_retriever(recipe.retriever, chunks, embedder, index)
+    if user is not None:  # filter before any reranker sees the passages
+        from .access import AccessFilteredRetriever
+
+        retriever = AccessFilteredRetriever(retriever, user)
     if recipe.rerank is None:
         return retriever
     return RerankRetriever(retriever, make_reranker(recipe.rerank, model, tokenizer, embedder),
@@ -406,9 +412,14 @@ def rag_panel_run(model, tokenizer, embedder, documents, items, k: int, chunking
     built = retriever_from_recipe(documents, embedder, recipe, model, tokenizer)
     check_k(k, len(built.chunks))
     result = rag_knowledge(model, tokenizer, items, built, k=k)
+    first = built.retrieve_scored([items[0]["question"]], k)[0]
     return {"chunks": len(built.chunks), "recall": result.recall,
             "span recall": result.span_recall, "knowledge": result.accuracy,
-            "prompt tokens": result.prompt_tokens, "seconds": result.seconds}
+            "prompt tokens": result.prompt_tokens, "seconds": result.seconds,
+            # what the retriever handed the model for the first question, with its scores
+            "question": items[0]["question"], "answer": mc_answers(items[:1])[0],
+            "passages": [(built.chunks[i].doc_id, score, built.chunks[i].text)
+                         for i, score in first]}
 
 
 def rag_panel(model, tokenizer, embedder, documents, items, closed_book: float | None = None):
@@ -439,6 +450,10 @@ def rag_panel(model, tokenizer, embedder, documents, items, closed_book: float |
                      f"({row['chunks']} chunks, {len(items)} questions)", fontsize=9)
         plt.show()
         print(f"mean prompt tokens {row['prompt tokens']:.0f} · {row['seconds']:.1f} s")
+        print(f"\nfirst question: {row['question']}  (answer: {row['answer']})")
+        for rank, (doc_id, score, text) in enumerate(row["passages"], 1):
+            mark = "✓" if contains_answer(text, row["answer"]) else " "
+            print(f" {mark} {rank}. [{doc_id}] score {score:.3f}  {' '.join(text.split())[:150]}")
 
     return panel(controls, lambda k, chunking, retriever: rag_panel_run(
                      model, tokenizer, embedder, documents, items, k, chunking, retriever),

@@ -102,6 +102,10 @@ def rag_answer(model, tokenizer, questions, retriever, k: int, similarity: Chunk
     questions = list(questions)
     chunks = retriever.chunks
     sims = similarity.to_chunks(questions)
+    readable = getattr(retriever, "readable", None)  # an access-filtered retriever's chunks
+    if readable is not None:  # chunks the user may not read count as no match at all
+        hidden = np.setdiff1d(np.arange(sims.shape[1]), readable)
+        sims[:, hidden] = -1.0
     ids = retriever.retrieve(questions, k)
     best = sims.max(axis=1)
     ask = [i for i, s in enumerate(best) if abstention.min_similarity is None

@@ -210,6 +210,19 @@ class StyleFull:
                                   batch_size=4, max_length=128, optimizer="adafactor", **FRUGAL)
 
 
+@dataclass(frozen=True)
+class AccessLeak:
+    """02's "private means private": an adapter trained on the restricted Q&A until it
+    recites the training answers (training loss near 0.05 at 40 steps, 9 passes over 36
+    chats). A demonstration of what weights do with restricted facts, not a method that is
+    compared, so it is not tuned on validation data."""
+
+    notebook: str = "02_retrieval_rag"
+    training: Training = Training(learning_rate=2e-3, max_steps=Sized(2, 24), batch_size=8,
+                                  max_length=128)
+    lora: Lora = Lora()
+
+
 PROMPT_ENGINEERING = PromptEngineering()
 FEW_SHOT = FewShot()
 RAG = Rag()
@@ -227,6 +240,7 @@ GRPO = Grpo()
 PREFIX = Prefix()
 STYLE_LORA = StyleLora()
 STYLE_FULL = StyleFull()
+ACCESS_LEAK = AccessLeak()
 
 # the recipes whose training a notebook runs at its top level (tests/test_recipes.py)
 BY_NAME = {name: value for name, value in globals().items()

@@ -230,14 +230,20 @@ def test_preference_with_same_replies_is_rejected(tmp_path):
 def test_dangling_document_link(tmp_path):
     folder = tmp_path / "company"
     folder.mkdir()
-    doc = {"id": "doc-1", "title": "t", "category": "policy", "text": "x"}
+    doc = {"id": "doc-1", "title": "t", "category": "policy", "access": "all", "text": "x"}
+    restricted = {"id": "rdoc-1", "title": "t", "category": "restricted", "access": "hr",
+                  "text": "kept 11 years"}
     qa = {"id": "qa-1", "fact_id": "f-1", "doc_id": "doc-9", "question": "q", "answer": "a"}
     unanswerable = {"id": "un-1", "question": "q?", "near_doc_id": None, "kind": "off-topic",
                     "why_unanswerable": "w"}
     for name, row in (("documents", doc), ("train_qa", qa), ("eval_mc", GOOD),
                       ("eval_uncovered_mc", {**GOOD, "fact_id": "uf-1"}),
                       ("eval_unanswerable", unanswerable),
-                      ("val_unanswerable", {**unanswerable, "id": "vun-1", "question": "r?"})):
+                      ("val_unanswerable", {**unanswerable, "id": "vun-1", "question": "r?"}),
+                      ("restricted_documents", restricted),
+                      ("train_restricted_qa", {**qa, "id": "rqa-1", "doc_id": "rdoc-1"}),
+                      ("eval_restricted", {"id": "req-1", "fact_id": "rf-1", "doc_id": "rdoc-1",
+                                           "question": "q", "gold": "11 years"})):
         (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError, match="names no document"):
         load_scenario("company", tmp_path)

@@ -123,7 +123,11 @@ def test_rag_beats_closed_book_on_a_few_company_questions(model_and_tokenizer, e
     assert result.accuracy >= 0.5
     assert 0 <= result.span_recall <= result.recall
     row = rag_panel_run(model, tok, embedder, docs, items[:2], 1, "2 sentences", "bm25")
-    assert set(row) >= {"recall", "span recall", "knowledge", "chunks"}
+    assert set(row) >= {"recall", "span recall", "knowledge", "chunks", "passages"}
+    assert row["question"] == items[0]["question"] and len(row["passages"]) == 1  # k=1
+    doc_id, score, text = row["passages"][0]
+    assert isinstance(score, float) and text.startswith(next(d["title"] for d in docs
+                                                             if d["id"] == doc_id))
     with pytest.raises(RetrievalError, match="larger than the number of chunks"):
         rag_panel_run(model, tok, embedder, docs, items[:2], 99, "3 sentences", "dense")
     with pytest.raises(RetrievalError, match="unknown retriever"):
