@@ -333,7 +333,7 @@ METHODS = [
     Method("prompt engineering", "prompting", "company, local", run_prompt_engineering),
     Method("few-shot (4 other facts)", "prompting", "company, local", run_few_shot),
     Method("retrieval over training Q&A (k=4)", "retrieval", "company, local", run_qa_retrieval),
-    Method("RAG (hybrid, k=2)", "retrieval", "company", run_rag),
+    Method(recipes.RAG.method_name, "retrieval", "company", run_rag),
     # raw text, then labelled examples, then small trainable modules
     Method("CPT + replay", "continued pre-training", "medical", run_cpt_medical),
     Method("CPT documents", "continued pre-training", "company", run_cpt_documents),

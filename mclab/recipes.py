@@ -108,6 +108,12 @@ class Rag:
     # more than a tenth of the answerable questions)
     min_support: float | None = None
 
+    @property
+    def method_name(self) -> str:
+        """The report's name for RAG with these settings, e.g. "RAG (hybrid, k=2)"."""
+        rerank = {None: "", "sentence": " + sentence rerank", "lm": " + LM rerank"}
+        return f"RAG ({self.retriever}{rerank.get(self.rerank, ' + ' + str(self.rerank))}, k={self.k})"
+
 
 # --------------------------------------------------------------------------- CPT (03)
 

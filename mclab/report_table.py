@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import recipes
 from .config import committed_report, get_settings
 from .files import atomic_path, write_json_atomic, write_text_atomic
 
@@ -70,7 +71,8 @@ class ReportError(ValueError):
     """A method name or an output folder the report cannot use."""
 
 
-ENSEMBLE = ("RAG (hybrid, k=2)", "full SFT", "LoRA r=16")  # averaged option probabilities
+RAG_NAME = recipes.RAG.method_name  # "RAG (hybrid, k=2)": the row carries its settings
+ENSEMBLE = (RAG_NAME, "full SFT", "LoRA r=16")  # averaged option probabilities
 ENSEMBLE_NAME = "ensemble (RAG + SFT + LoRA)"
 # the multiple-choice evals a row may carry per question: row key prefix -> table column
 KNOWLEDGE_EVALS = (("company", "company_knowledge"), ("uncovered", "company_uncovered"))
@@ -150,8 +152,8 @@ def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str,
     if members:
         pairs.append((ENSEMBLE_NAME, max(members, key=accuracy.get)))
     pairs += [("LoRA r=16", "full SFT"), ("CPT documents + paraphrases", "CPT documents"),
-              ("RAG (hybrid, k=2)", "full SFT"), ("RAG (hybrid, k=2)", "CPT documents + paraphrases"),
-              ("retrieval over training Q&A (k=4)", "RAG (hybrid, k=2)"),
+              (RAG_NAME, "full SFT"), (RAG_NAME, "CPT documents + paraphrases"),
+              ("retrieval over training Q&A (k=4)", RAG_NAME),
               ("few-shot (4 other facts)", "prompt engineering")]
     return [(a, b) for a, b in pairs if a in accuracy and b in accuracy]
 

@@ -15,6 +15,7 @@ from mclab import report, report_table
 from mclab.choosing import ChoiceError, best_within, cheapest_gain, gains_over_base
 from mclab.files import write_json_atomic
 from mclab.config import get_settings
+from mclab.report_table import RAG_NAME
 
 
 def _row(name, company, ppl=None, loc=None, seconds=0.0, mem=1000.0, ms=100.0, probs=None):
@@ -29,7 +30,7 @@ def _row(name, company, ppl=None, loc=None, seconds=0.0, mem=1000.0, ms=100.0, p
 @pytest.fixture
 def out(tmp_path):
     rows = [_row("base", 0.2, 40.0, 0.05),
-            _row("RAG (hybrid, k=2)", 0.7, None, None, 0, 1900, 300,
+            _row(RAG_NAME, 0.7, None, None, 0, 1900, 300,
                  [[0.9, 0, 0, 0.1], [0.2, 0.7, 0, 0.1], [0.1, 0.1, 0.1, 0.7]]),
             _row("full SFT", 0.4, 30.0, 0.02, 120, 1800, 90,
                  [[0.6, 0.2, 0.1, 0.1], [0.5, 0.4, 0, 0.1], [0.2, 0.2, 0.2, 0.4]]),
@@ -64,15 +65,15 @@ def test_scores_carry_intervals_and_comparisons_are_paired_tests(out):
     for name in ("base", "full SFT", "LoRA r=16"):  # 2 of 3 right, from their probabilities
         low, high = rows[name]["company_knowledge_ci"]
         assert 0 <= low < 2 / 3 < high <= 1
-    assert rows["RAG (hybrid, k=2)"]["company_knowledge_ci"] == [1.0, 1.0]  # 3 of 3 right
+    assert rows[RAG_NAME]["company_knowledge_ci"] == [1.0, 1.0]  # 3 of 3 right
     tests = {(v["a"], v["b"]): v for v in result["verdicts"]}
     # per item, right/wrong: LoRA [1, 1, 0], full SFT [1, 0, 1]: one discordant item each way
     lora = tests[("LoRA r=16", "full SFT")]
     assert (lora["a_only"], lora["b_only"], lora["p_value"]) == (1, 1, 1.0)
     assert lora["verdict"].startswith("cannot tell LoRA r=16 from full SFT on 3 items")
-    assert ("full SFT", "base") in tests and ("RAG (hybrid, k=2)", "full SFT") in tests
+    assert ("full SFT", "base") in tests and (RAG_NAME, "full SFT") in tests
     # the ensemble is compared with its best member, here RAG (3 of 3)
-    assert (report.ENSEMBLE_NAME, "RAG (hybrid, k=2)") in tests
+    assert (report.ENSEMBLE_NAME, RAG_NAME) in tests
     md = (out / "comparison.md").read_text()
     assert "Paired verdicts on the same items" in md and "company_knowledge: cannot tell" in md
 
@@ -114,7 +115,7 @@ def table(out):
 
 def test_gains_follow_each_metrics_direction(table):
     ppl = gains_over_base(table, "medical_perplexity")
-    assert ppl["full SFT"] == pytest.approx(10.0) and "RAG (hybrid, k=2)" not in ppl
+    assert ppl["full SFT"] == pytest.approx(10.0) and RAG_NAME not in ppl
     assert gains_over_base(table, "locality")["full SFT"] == pytest.approx(-0.03)
     with pytest.raises(ChoiceError, match="unknown metric"):
         gains_over_base(table, "accuracy")
@@ -123,7 +124,7 @@ def test_gains_follow_each_metrics_direction(table):
 def test_best_within_budgets(table):
     assert best_within(table, "company_knowledge") == report.ENSEMBLE_NAME
     assert best_within(table, "company_knowledge", {"peak_memory_mb": 1850}) == "full SFT"
-    assert best_within(table, "company_knowledge", {"train_seconds": 0}) == "RAG (hybrid, k=2)"
+    assert best_within(table, "company_knowledge", {"train_seconds": 0}) == RAG_NAME
     assert best_within(table, "medical_perplexity", {"train_seconds": 60}) == "LoRA r=16"
     assert best_within(table, "locality", {"peak_memory_mb": 10}) is None
     with pytest.raises(ChoiceError, match="must be a number"):
@@ -133,7 +134,7 @@ def test_best_within_budgets(table):
 
 
 def test_cheapest_gain(table):
-    assert cheapest_gain(table, "company_knowledge") == "RAG (hybrid, k=2)"
+    assert cheapest_gain(table, "company_knowledge") == RAG_NAME
     assert cheapest_gain(table, "locality") == "LoRA r=16"
     # a win no larger than the eval's noise does not count
     assert cheapest_gain(table, "locality", min_gain=0.06) is None
@@ -149,9 +150,9 @@ def test_checks_accept_the_right_answers_and_explain_wrong_ones(table):
         return {"a": a, "b": "base", "metric": "company_knowledge", "p_value": p,
                 "difference": difference, "verdict": f"{a} vs base"}
 
-    verdicts = [test("RAG (hybrid, k=2)", 0.001, 0.5), test("full SFT", 0.01, 0.2),
+    verdicts = [test(RAG_NAME, 0.001, 0.5), test("full SFT", 0.01, 0.2),
                 test("LoRA r=16", 0.2, 0.1)]
-    checks.check_cheapest_company("RAG (hybrid, k=2)", table, verdicts)
+    checks.check_cheapest_company(RAG_NAME, table, verdicts)
     with pytest.raises(ExerciseFailed, match="another winner costs less"):
         checks.check_cheapest_company("full SFT", table, verdicts)
     with pytest.raises(ExerciseFailed, match="cannot tell them apart"):
@@ -252,7 +253,7 @@ def test_answer_rows_get_intervals_and_paired_tests(out):
     result = report.write_report(out)
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["full SFT"]["company_answer_match_ci"] == [1.0, 1.0]
-    assert rows["RAG (hybrid, k=2)"]["company_answer_match_ci"] is None  # not scored
+    assert rows[RAG_NAME]["company_answer_match_ci"] is None  # not scored
     tests = {(v["metric"], v["a"], v["b"]): v for v in result["verdicts"]}
     match = tests[("company_answer_match", "full SFT", "base")]
     assert match["test"] == "exact McNemar" and (match["a_only"], match["b_only"]) == (2, 0)
@@ -333,7 +334,7 @@ def test_rescoring_changes_only_the_locality_columns_and_adds_the_references(rew
             {k: v for k, v in b.items() if k not in changed}
     rows = {r["method"]: r for r in new["rows"]}
     assert rows["full SFT"]["locality"] == 0.5 and rows["full SFT"]["swap_rate"] == 0.25
-    assert rows["RAG (hybrid, k=2)"]["locality"] is None  # kept no rewrites: untouched
+    assert rows[RAG_NAME]["locality"] is None  # kept no rewrites: untouched
     refs = {r["method"]: r for r in new["references"]}
     assert list(refs) == list(report.REFERENCES)
     assert refs['copy + ", mate"']["locality"] == 0.5 and refs["copy the sentence"]["locality"] == 0

@@ -15,7 +15,7 @@ def check_cheapest_company(answer, table: pd.DataFrame, verdicts: list[dict], *,
     winners = paired_winners(verdicts, "company_knowledge")
     if answer not in table.index:
         fail(title, f"{answer!r} is not a method in the table",
-             "use a name from `table.index`, e.g. 'RAG (hybrid, k=2)'")
+             f"use a name from `table.index`, e.g. {table.index[0]!r}")
     if answer not in winners:
         test = find_verdict(verdicts, answer, "base", "company_knowledge")
         if test is not None and test["difference"] > 0:
