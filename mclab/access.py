@@ -8,7 +8,7 @@ passage never reaches the prompt of someone outside its group, and the abstentio
 (`rag_answers.rag_answer`) sees only those chunks too.
 
 Weights have no such check: a model fine-tuned on restricted facts answers them for whoever
-asks. `leak_table` measures both (notebook 02, section "Private means private").
+asks. `leak_experiment` measures both (notebook 02, section "Private means private").
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .chunking import Chunk, RetrievalError
 from .data import ACCESS_LABELS
+from .rag import Retriever, check_k, check_queries
 
 # The course's users: a name and the groups they belong to ("all" needs no group).
 ROLES: dict[str, frozenset[str]] = {
@@ -62,20 +63,7 @@ def knowledge_base(company, restricted: bool = True) -> list[dict]:
     return documents + list(company["restricted_documents"]) if restricted else documents
 
 
-def restricted_training(company) -> list[dict]:
-    """Chat examples of the restricted facts (public and restricted Q&A alike look like this
-    to a trainer: nothing in an example says who may see it)."""
-    return [{"question": r["question"], "answer": r["answer"]}
-            for r in company["train_restricted_qa"]]
-
-
-def _retriever_base():
-    from .rag import Retriever
-
-    return Retriever
-
-
-class AccessFilteredRetriever(_retriever_base()):
+class AccessFilteredRetriever(Retriever):
     """Another retriever's ranking restricted to the chunks `user` may read.
 
     The inner retriever ranks the whole index (`len(chunks)` deep, cheap for a knowledge base
@@ -92,8 +80,6 @@ class AccessFilteredRetriever(_retriever_base()):
         self.name = f"{inner.name} (access filtered)"
 
     def retrieve_scored(self, queries, k: int):
-        from .rag import check_k, check_queries
-
         queries = check_queries(queries)
         check_k(k, len(self.readable))
         allowed = set(self.readable)
