@@ -2,6 +2,7 @@
 and an update of solutions/ (tools/student_work.py, tools/make_student.py; no notebook runs)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,12 +126,13 @@ def test_a_broken_manifest_says_how_to_restore_it(course):
 
 def test_make_lab_copies_into_work_and_opens_it():
     """`make lab` runs the copy step before JupyterLab, which opens work/; git ignores work/."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     lines = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.splitlines()
+                           env=env, check=True).stdout.splitlines()
     sync = next(i for i, line in enumerate(lines) if "tools/student_work.py" in line)
     lab = next(i for i, line in enumerate(lines) if "jupyter lab" in line)
     assert sync < lab and "--notebook-dir=work" in lines[lab]
     forced = subprocess.run(["make", "-n", "student", "FORCE=1"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout
+                            text=True, env=env, check=True).stdout
     assert "make_student.py --force" in forced
     assert "work/" in (ROOT / ".gitignore").read_text().splitlines()
