@@ -10,8 +10,12 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: lab test e2e report test-latest setup doctor student clean-venv
 
-lab: setup  ## the course in JupyterLab
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+# Students type in work/ (git-ignored): copies of notebooks/ made when missing, never
+# overwritten, so `make student` and a `git pull` of the course never touch their answers.
+WORK := work
+lab: setup  ## the course in JupyterLab, on your own copies in work/
+	$(PY) tools/student_work.py --work $(WORK)
+	$(VENV)/bin/jupyter lab --notebook-dir=$(WORK) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Each course notebook runs once, with its student copy's exercise tail in the same kernel
 # (conftest.py says why that covers the student copy).
@@ -61,8 +65,9 @@ $(STAMP): requirements.lock pyproject.toml
 doctor: $(STAMP)  ## versions, model sources, threads, mode
 	$(PY) -m mclab doctor
 
+# Refuses to overwrite a notebook changed since it was generated; FORCE=1 overwrites it.
 student: $(STAMP)  ## regenerate notebooks/ from solutions/
-	$(PY) tools/make_student.py
+	$(PY) tools/make_student.py $(if $(filter 1,$(FORCE)),--force)
 
 clean-venv:
 	rm -rf $(VENV)
