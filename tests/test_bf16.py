@@ -1,4 +1,5 @@
-"""The scorers, generation and adapter helpers on the course model in bfloat16 (issue 16.1).
+"""The scorers, generation, adapter helpers and the one scorer the report recipes use, on a
+model in bfloat16 (issue 16.1).
 
 A GPU trains in bf16, and nothing here has one; this runs the same code on a bf16 copy of
 the model on the CPU and compares it with fp32, within the tolerances below. bf16 matmuls
@@ -91,3 +92,18 @@ def test_prefix_helpers_run_on_bf16(bf16_model, model_and_tokenizer):
     assert np.isfinite(pm.completion_loss(prefixed, tok, PROMPTS, ANSWERS))
     text = generate(prefixed, tok, PROMPTS[:1], max_new_tokens=6)[0]
     assert isinstance(text, str) and text
+
+
+def test_the_one_scorer_runs_every_part_in_bf16(tiny_model_dir, embedder):
+    """scorecard.score_model, which every report recipe scores through, on a bf16 model (the
+    tiny random Llama: its numbers mean nothing, the point is that every part runs)."""
+    from mclab.data import subset
+    from mclab.models import load_model
+    from mclab.scorecard import PARTS, eval_sets, score_model
+
+    model, tok = load_model(str(tiny_model_dir), dtype=torch.bfloat16)
+    sets = {name: rows if name in ("lexicon", "answer_references") else subset(rows, 2)
+            for name, rows in eval_sets().items()}
+    card = score_model(model, tok, embedder, sets, parts=PARTS)
+    assert card.company.n == 2 and np.isfinite(card.medical_perplexity)
+    assert card.locality is not None and len(card.samples) == 2
