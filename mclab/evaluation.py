@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .compat import cache_argument, repeat_cache
+from .device import model_device
 from .generation import check_fits, format_chat
 
 KNOWLEDGE_SYSTEM = "You are a helpful assistant. Answer the question briefly."
@@ -72,13 +73,12 @@ def _score_batch(model, tokenizer, prompts, options, normalize):
                for opts in options]
     for p, opts in zip(prompt_ids, opt_ids):
         check_fits(model, len(p) + max(map(len, opts)))
+    device = model_device(model)
     # prompts left-padded so they all end at the same column, where the options begin
     n, plen = len(prompts), max(map(len, prompt_ids))
-    p_ids = torch.full((n, plen), pad, dtype=torch.long)
-    p_mask = torch.zeros((n, plen), dtype=torch.long)
-    for row, seq in enumerate(prompt_ids):
-        p_ids[row, plen - len(seq):] = torch.tensor(seq)
-        p_mask[row, plen - len(seq):] = 1
+    p_ids = torch.tensor([[pad] * (plen - len(s)) + s for s in prompt_ids], device=device)
+    p_mask = torch.tensor([[0] * (plen - len(s)) + [1] * len(s) for s in prompt_ids],
+                          device=device)
     p_pos = (p_mask.cumsum(1) - 1).clamp(min=0)
     out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True,
                 logits_to_keep=1)
@@ -86,13 +86,11 @@ def _score_batch(model, tokenizer, prompts, options, normalize):
     cache = repeat_cache(out.past_key_values, k)  # each prompt's cache once per option
     flat = [seq for opts in opt_ids for seq in opts]
     width = max(map(len, flat))
-    o_ids = torch.full((n * k, width), pad, dtype=torch.long)
-    o_mask = torch.zeros((n * k, width), dtype=torch.long)
-    for row, seq in enumerate(flat):
-        o_ids[row, :len(seq)] = torch.tensor(seq)
-        o_mask[row, :len(seq)] = 1
+    o_ids = torch.tensor([s + [pad] * (width - len(s)) for s in flat], device=device)
+    o_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in flat], device=device)
     mask = torch.cat([p_mask.repeat_interleave(k, 0), o_mask], 1)
-    o_pos = p_mask.sum(1, keepdim=True).repeat_interleave(k, 0) + torch.arange(width)
+    o_pos = p_mask.sum(1, keepdim=True).repeat_interleave(k, 0) + torch.arange(width,
+                                                                               device=device)
     logits = model(input_ids=o_ids, attention_mask=mask, position_ids=o_pos,
                    **{cache_argument(model): cache}).logits
     logp = torch.log_softmax(logits.float(), -1)
@@ -103,7 +101,8 @@ def _score_batch(model, tokenizer, prompts, options, normalize):
             row = i * k + j
             total = first[i, seq[0]].item()
             if len(seq) > 1:
-                total += logp[row, torch.arange(len(seq) - 1), torch.tensor(seq[1:])].sum().item()
+                total += logp[row, torch.arange(len(seq) - 1, device=device),
+                              torch.tensor(seq[1:], device=device)].sum().item()
             scores.append(total / len(seq) if normalize == "mean" else total)
         results.append(np.array(scores))
     return results
@@ -122,7 +121,7 @@ def answer_logprobs(model, tokenizer, prompts: list, answers: list[str],
         raise ValueError(f"need as many answers as prompts, and at least one (got "
                          f"{len(prompts)} prompts, {len(answers)} answers)")
     sums, counts = [], []
-    pad = tokenizer.pad_token_id
+    pad, device = tokenizer.pad_token_id, model_device(model)
     for start in range(0, len(prompts), batch_size):
         heads = [tokenizer(format_chat(tokenizer, p, system), add_special_tokens=False)["input_ids"]
                  for p in prompts[start:start + batch_size]]
@@ -130,14 +129,14 @@ def answer_logprobs(model, tokenizer, prompts: list, answers: list[str],
                  for a in answers[start:start + batch_size]]
         seqs = [h + t for h, t in zip(heads, tails)]
         width = max(map(len, seqs))
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
         logits = model(input_ids=ids, attention_mask=mask).logits
         logits = logits[:, -width:]  # prompt-learning methods prepend virtual tokens
         logp = torch.log_softmax(logits[:, :-1].float(), -1)
         for row, (head, tail) in enumerate(zip(heads, tails)):
-            pos = torch.arange(len(head) - 1, len(head) + len(tail) - 1)
-            sums.append(float(logp[row, pos, torch.tensor(tail)].sum()))
+            pos = torch.arange(len(head) - 1, len(head) + len(tail) - 1, device=device)
+            sums.append(float(logp[row, pos, torch.tensor(tail, device=device)].sum()))
             counts.append(len(tail))
     return np.array(sums), np.array(counts)
 
@@ -195,7 +194,7 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 512,
     try:
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                              truncation=True, max_length=max_length)
+                              truncation=True, max_length=max_length).to(model_device(model))
             logits = model(**batch).logits[:, :-1]
             target = batch["input_ids"][:, 1:]
             mask = batch["attention_mask"][:, 1:].bool()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import get_settings
+from .device import model_device
 
 Messages = list[dict]
 # Quick mode (tests, CI) proves that every cell runs; it does not produce numbers. Decoding is
@@ -86,7 +87,7 @@ def generate(model, tokenizer, prompts: list, system: str | None = None,
     try:
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt",
-                              padding=True, add_special_tokens=False)
+                              padding=True, add_special_tokens=False).to(model_device(model))
             check_fits(model, batch["input_ids"].shape[1], max_new_tokens)
             sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} \
                 if temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None,

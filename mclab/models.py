@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import get_settings
+from .device import choose_device
 from .files import atomic_path
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -176,13 +177,16 @@ def prefetch_model(name: str | None = None) -> ModelSource:
 
 
 def load_model(name: str | None = None, dtype=None):
-    """Load (model, tokenizer) in fp32 on the CPU, ready for generation and training."""
+    """Load (model, tokenizer), fp32 unless `dtype` says otherwise, on the device MCLAB_DEVICE
+    chooses (`mclab.device`; a bad value fails before anything loads)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = choose_device().device
     source = prefetch_model(name)
     tokenizer = AutoTokenizer.from_pretrained(source.path)
     model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype or torch.float32)
+    model.to(device)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -213,11 +217,13 @@ def resolve_embedder(name: str | None = None) -> ModelSource:
 
 
 def load_embedder(name: str | None = None):
-    """A sentence-transformers model on the CPU (384-d vectors for all-MiniLM-L6-v2)."""
+    """A sentence-transformers model on the MCLAB_DEVICE device (384-d vectors for
+    all-MiniLM-L6-v2)."""
     from sentence_transformers import SentenceTransformer
 
+    device = choose_device().device
     source = resolve_embedder(name)
-    embedder = SentenceTransformer(source.path, device="cpu")
+    embedder = SentenceTransformer(source.path, device=str(device))
     embedder.mclab_source = source
     return embedder
 

@@ -14,6 +14,7 @@ import torch
 
 from .compat import (cache_layer_kv, is_injected_tuner, patch_prefix_generate,
                      write_prefix_weights)
+from .device import model_device
 from .measure import PeakMemory, folder_size_mb  # noqa: F401  (notebooks import them from here)
 from .training import TrainingInputError, save_model
 
@@ -113,8 +114,8 @@ def init_prefix_from_text(peft_model, tokenizer, text: str) -> None:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise ValueError("the prefix init text is empty")
-    ids = torch.tensor([(ids * (n // len(ids) + 1))[:n]])
     base = peft_model.get_base_model()
+    ids = torch.tensor([(ids * (n // len(ids) + 1))[:n]], device=model_device(base))
     cache = base(input_ids=ids, use_cache=True).past_key_values
     layers_kv = [cache_layer_kv(cache, layer) for layer in range(base.config.num_hidden_layers)]
     write_prefix_weights(peft_model, [(keys[0], values[0]) for keys, values in layers_kv])

@@ -2,7 +2,8 @@
 
 trl's defaults assume a GPU: bf16 autocast and gradient checkpointing, which on a CPU
 without native bf16 run about 19x slower (see CPU-NOTES). `cpu_args` turns them off
-unless the device really has bf16, and every trainer in the course is built from it.
+unless the device `mclab.device` chose really has bf16, and every trainer in the course
+is built from it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from transformers import TrainerCallback
 
 from .compat import accepts_loss_kwargs, checkpointing_argument
 from .config import get_settings
+from .device import choose_device
 from .files import atomic_path
 from .models import is_peft
 from .runs import DiskSpaceError, check_free_space, model_bytes
@@ -67,7 +69,8 @@ class TrainConfig:
 
 
 def bf16_available() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    """Whether training autocasts to bf16 here: `mclab.device` decides (GPU with bf16)."""
+    return choose_device().bf16
 
 
 def new_run_dir(name: str) -> Path:
@@ -99,9 +102,15 @@ def micro_batch_args(batch_size: int, micro_batch: int | None) -> dict:
 
 
 def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
-    """A trl/transformers config for this machine: fp32 on CPU, no checkpointing by default."""
+    """A trl/transformers config for this machine: the device and precision `mclab.device`
+    chose (fp32 on CPU, bf16 autocast on a GPU that has it), no checkpointing by default.
+
+    The Trainer puts the model on its own device: the CPU when MCLAB_DEVICE resolves to
+    the CPU, else the first visible accelerator (CUDA_VISIBLE_DEVICES picks which GPU).
+    """
     settings = get_settings()
-    on_gpu = torch.cuda.is_available()
+    choice = choose_device()
+    on_gpu = choice.device.type == "cuda"
     kwargs = dict(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
@@ -113,9 +122,9 @@ def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
         optim=cfg.optimizer,
         lr_scheduler_type="linear",
         **{checkpointing_argument(config_cls): cfg.gradient_checkpointing},
-        bf16=bf16_available(),
+        bf16=choice.bf16,
         fp16=False,
-        use_cpu=not on_gpu,
+        use_cpu=choice.device.type == "cpu",
         seed=settings.seed if cfg.seed is None else cfg.seed,
         logging_steps=cfg.logging_steps,
         save_strategy="no",
@@ -345,7 +354,7 @@ def save_model(model, tokenizer, run_dir: Path, name: str = "model") -> Path:
 
 
 def load_saved(path: Path, base_model=None):
-    """Load what `save_model` wrote: (model, tokenizer), in eval mode on the CPU.
+    """Load what `save_model` wrote: (model, tokenizer), in eval mode on the MCLAB_DEVICE device.
 
     An adapter is attached to `base_model` if given, else to a freshly loaded foundation model.
     """
@@ -367,6 +376,7 @@ def load_saved(path: Path, base_model=None):
     else:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model.to(choose_device().device)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
