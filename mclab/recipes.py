@@ -89,18 +89,23 @@ class FewShot:
 
 @dataclass(frozen=True)
 class Rag:
-    """Chunking, retriever and k, built by `mclab.rag.retriever_from_recipe`."""
+    """Chunking, retriever and k, built by `mclab.rag.retriever_from_recipe`.
+
+    Chosen on the training questions by tools/choose_rag_settings.py (reports/rag_settings.json,
+    tests/test_rag.py keeps the two in step): among every chunking x retriever x k, the fewest
+    context tokens within one standard error of the best validation accuracy.
+    """
 
     notebook: str = "02_retrieval_rag"
-    chunking: str = "words"  # "sentences": windows of whole sentences; "words": word windows
+    chunking: str = "sentences"  # "sentences": windows of whole sentences; "words": word windows
     sentences: int = 2  # sentences per chunk (chunking="sentences")
     sentence_overlap: int = 1  # sentences shared by neighbouring chunks
-    chunk_size: int = 60  # words per chunk (chunking="words"; notebook 02 starts with these)
+    chunk_size: int = 60  # words per chunk (chunking="words")
     overlap: int = 20  # words shared by neighbouring word windows
     retriever: str = "hybrid"  # "bm25", "dense" or "hybrid" (BM25 + dense, rank-fused)
-    rerank: str | None = None  # None, "lm" (the model's question likelihood) or "sentence"
+    rerank: str | None = "sentence"  # None, "lm" (the model's question likelihood) or "sentence"
     rerank_depth: int = 20  # first-stage candidates the reranker reorders
-    k: int = 2  # chunks in the prompt
+    k: int = 1  # chunks in the prompt
     # abstention (mclab.rag_answers), chosen on validation questions by tools/choose_abstention.py
     # (reports/abstention.json): no chunk this similar to the question -> "I don't know"
     min_similarity: float | None = 0.3679443895816803

@@ -383,3 +383,18 @@ def test_checkpoint_resumes_only_for_the_same_inputs(tmp_path):
     assert Checkpoint(path, key).get("rank|1 sentence|bm25") == {"ranked": [[0, 1]], "ms": 1.0}
     assert Checkpoint(path, inputs_key(["q1", "q3"], 1)).get("rank|1 sentence|bm25") is None
     assert Checkpoint().put("x", 1) == 1 and not (tmp_path / "x").exists()
+
+
+def test_the_recipe_is_the_setting_chosen_on_validation():
+    """recipes.RAG holds what tools/choose_rag_settings.py chose (reports/rag_settings.json),
+    and the choice follows the recorded rule from the recorded reader grid."""
+    from mclab import recipes
+    from mclab.rag import chunking_label, retriever_label
+    from mclab.rag_tuning import choose, settings_report
+
+    record = settings_report()
+    chosen = record["chosen"]
+    assert (chunking_label(recipes.RAG), retriever_label(recipes.RAG), recipes.RAG.k) == \
+        (chosen["chunking"], chosen["retriever"], chosen["k"])
+    assert choose(record["reader_grid"]) == chosen
+    assert record["validation"]["span_questions"] == 255  # every training question, full mode
