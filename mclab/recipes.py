@@ -108,7 +108,7 @@ class Rag:
     k: int = 1  # chunks in the prompt
     # abstention (mclab.rag_answers), chosen on validation questions by tools/choose_abstention.py
     # (reports/abstention.json): no chunk this similar to the question -> "I don't know"
-    min_similarity: float | None = 0.3679443895816803
+    min_similarity: float | None = 0.39260305881500246
     # the answer's values found in no passage -> the same (off: on validation it declined
     # more than a tenth of the answerable questions)
     min_support: float | None = None
