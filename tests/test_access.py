@@ -61,7 +61,7 @@ def test_roles_and_groups():
         groups_of({"all"})  # everyone reads "all"; it is not a group to join
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(groups=st.sets(st.sampled_from(GROUPS)), k=st.integers(1, 6), data=st.data())
 def test_a_restricted_passage_is_never_retrieved_without_its_group(hybrid, company, groups, k,
                                                                    data):
