@@ -172,18 +172,20 @@ def leak_experiment(model, tokenizer, embedder, company, users=tuple(ROLES), rec
     first: dict[str, str] = {}
     for row in rows:
         first.setdefault(row["fact_id"], row["question"])
-    start = time.perf_counter()
-    result = train_sft(model, tokenizer, chat_dataset(company_examples(rows)),
-                       recipe.training.config("access-leak", save=False),
-                       peft_config=recipe.lora.config())
-    seconds = time.perf_counter() - start
-    trained = result.model
+    start, trained = time.perf_counter(), None
     try:
+        result = train_sft(model, tokenizer, chat_dataset(company_examples(rows)),
+                           recipe.training.config("access-leak", save=False),
+                           peft_config=recipe.lora.config())
+        seconds, trained = time.perf_counter() - start, result.model
         fine_tuned = answer_questions(trained, tokenizer, questions)
         training_wording = answer_questions(trained, tokenizer,
                                             [first[it["fact_id"]] for it in items])
-    finally:
-        trained.unload()  # the LoRA layers out: `model` is the base model again
+    finally:  # the LoRA layers out, even after an interrupt: `model` is the base model again
+        if trained is None and hasattr(model, "peft_config"):
+            trained = model
+        if trained is not None and hasattr(trained, "unload"):
+            trained.unload()
     return LeakResult(items, [label[it["doc_id"]] for it in items], rag, base, fine_tuned,
                       training_wording, seconds,
                       float(result.losses[-1]) if result.losses else float("nan"))

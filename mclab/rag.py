@@ -259,8 +259,9 @@ class RerankRetriever(Retriever):
     def retrieve_scored(self, queries, k: int) -> Scored:
         """The reranker's scores; ties keep the first stage's order."""
         queries = check_queries(queries)
-        check_k(k, len(self.chunks))
-        candidates = self.first_stage.retrieve(queries, min(max(k, self.depth), len(self.chunks)))
+        n = len(self.chunks) if self.readable is None else len(self.readable)
+        check_k(k, n)
+        candidates = self.first_stage.retrieve(queries, min(max(k, self.depth), n))
         scores = self.reranker.score(queries, [[self.chunks[i].text for i in ids]
                                                for ids in candidates])
         return [sorted(zip(ids, map(float, row)), key=lambda pair: -pair[1])[:k]
@@ -344,6 +345,10 @@ def retriever_from_recipe(documents, embedder, recipe=None, model=None, tokenize
     if index is not None and index.chunks != chunks:
         raise RetrievalError("the index given holds other chunks than this recipe makes; "
                              "build it from chunks_from_recipe(documents, recipe)")
+    if user is None and any(c.access != "all" for c in chunks):
+        raise RetrievalError("some documents are restricted (access other than 'all'); pass "
+                             "user= (a role of mclab.access.ROLES or a set of groups) so that "
+                             "retrieval shows each user only what they may read")
     retriever = make_retriever(recipe.retriever, chunks, embedder, index)
     if user is not None:  # filter before any reranker sees the passages
         from .access import AccessFilteredRetriever

@@ -131,9 +131,11 @@ def rag_answer(model, tokenizer, questions, retriever, k: int, similarity: Chunk
 
 def choose_abstention(answerable: list[RagAnswer], unanswerable: list[RagAnswer],
                       max_false: float = 0.1) -> tuple[Abstention, list[dict]]:
-    """The rule that abstains most on unanswerable validation questions while abstaining on at
-    most `max_false` of the answerable ones; `answerable`/`unanswerable` were answered without
-    abstention (`NEVER`). Returns the rule and the whole grid, for the record."""
+    """Among the rules that abstain on at most `max_false` of the answerable validation
+    questions, the one with the largest abstention on unanswerable ones minus abstention on
+    answerable ones (ties: fewer false abstentions). `answerable`/`unanswerable` were
+    answered without abstention (`NEVER`). Returns the rule and the whole grid, for the
+    record."""
     if not answerable or not unanswerable:
         raise ValueError("choose_abstention needs answerable and unanswerable questions")
     sims = np.array([a.similarity for a in answerable])

@@ -42,9 +42,9 @@ RULE = ("Among (chunking, k) pairs, each with the retriever of best validation s
         "accuracy is within one standard error of the best accuracy (one-standard-error rule).")
 
 # The LM reranker scores every (question, passage) pair with the 135M model: on the first two
-# chunkings it took about 13 minutes per chunking for the 255 training questions on one core
-# (over 300 times hybrid retrieval) and found the answer less often at k=1 than the sentence
-# reranker (reports/rag_settings.json holds both). It is measured on these chunkings only;
+# chunkings it took about 13 minutes per chunking for the 255 training questions on this
+# machine (over 300 times hybrid retrieval) and found the answer less often at k=1 than the
+# sentence reranker (reports/rag_settings.json holds both). It is measured on these chunkings only;
 # the others keep the four cheaper retrievers.
 LM_RERANK_CHUNKINGS = ("60 words, overlap 20", "1 sentence")
 

@@ -92,8 +92,9 @@ class Rag:
     """Chunking, retriever and k, built by `mclab.rag.retriever_from_recipe`.
 
     Chosen on the training questions by tools/choose_rag_settings.py (reports/rag_settings.json,
-    tests/test_rag.py keeps the two in step): among every chunking x retriever x k, the fewest
-    context tokens within one standard error of the best validation accuracy.
+    tests/test_rag.py keeps the two in step): among every chunking x retriever x k (the slow LM
+    reranker on two chunkings), the fewest context tokens within one standard error of the best
+    validation accuracy.
     """
 
     notebook: str = "02_retrieval_rag"
@@ -224,9 +225,10 @@ class StyleFull:
 @dataclass(frozen=True)
 class AccessLeak:
     """02's "private means private": an adapter trained on the restricted Q&A until it
-    recites the training answers (training loss near 0.05 at 40 steps, 9 passes over 36
-    chats). A demonstration of what weights do with restricted facts, not a method that is
-    compared, so it is not tuned on validation data."""
+    recites most training answers (24 steps of 8, about 5 passes over the 36 chats; in a
+    full-mode trial it gave 10 of 12 restricted values asked in the training wording). A
+    demonstration of what weights do with restricted facts, not a method that is compared,
+    so it is not tuned on validation data."""
 
     notebook: str = "02_retrieval_rag"
     training: Training = Training(learning_rate=2e-3, max_steps=Sized(2, 24), batch_size=8,

@@ -143,3 +143,47 @@ def test_bad_access_data_names_file_and_line(tmp_path, monkeypatch, split, linen
     with pytest.raises(DataError, match=message) as err:
         load_scenario("company")
     assert f"{path}:{lineno}" in str(err.value)
+
+
+def test_an_unfiltered_retriever_over_restricted_documents_is_refused(kb, embedder):
+    with pytest.raises(RetrievalError, match="some documents are restricted .* pass user="):
+        retriever_from_recipe(kb, embedder, recipe_with(chunking="2 sentences", retriever="bm25"))
+
+
+def test_a_reranker_over_the_filter_counts_only_readable_chunks(company, embedder):
+    """Fewer readable chunks than the rerank depth (20): still k passages, and a k above what
+    the user may read names the readable count."""
+    docs = list(company["documents"])[:2] + list(company["restricted_documents"])
+    recipe = recipe_with(chunking="2 sentences", retriever="hybrid + sentence rerank")
+    retriever = retriever_from_recipe(docs, embedder, recipe, user="employee")
+    readable = len(retriever.readable)
+    assert readable < recipe.rerank_depth < len(retriever.chunks)
+    ids = retriever.retrieve(["What is the alarm master code?"], 3)[0]
+    assert len(ids) == 3 and all(retriever.chunks[i].access == "all" for i in ids)
+    with pytest.raises(RetrievalError, match=f"larger than the number of chunks \\({readable}\\)"):
+        retriever.retrieve(["pay bands"], readable + 1)
+
+
+def test_leak_experiment_counts_per_user_and_gives_the_model_back(load_tiny, embedder, company):
+    """The whole experiment on the tiny random model: one row per user and system, each user
+    may read their group's questions, RAG leaks nothing, and the adapter is gone afterwards."""
+    import torch
+
+    model, tokenizer = load_tiny()
+    ids = tokenizer("The alarm code is", return_tensors="pt")
+    with torch.no_grad():
+        before = model(**ids).logits
+    result = access.leak_experiment(model, tokenizer, embedder, company)
+    table = result.table()
+    assert len(table) == 3 * len(access.ROLES)
+    by_user = {r["user"]: r["may read"] for r in table}
+    assert by_user["employee"] == 0
+    assert all(by_user[u] == result.labels.count(next(iter(g)))
+               for u, g in access.ROLES.items() if g)
+    assert all(r["leaked (may not read)"] == 0 for r in table if r["system"].startswith("RAG"))
+    assert all(r["may read"] + r["may not read"] == len(result.items) for r in table)
+    assert not any("lora" in name for name, _ in model.named_modules())
+    with torch.no_grad():
+        assert torch.equal(model(**ids).logits, before)
+    with pytest.raises(AccessError, match="unknown role"):
+        access.leak_experiment(model, tokenizer, embedder, company, users=["boss"])
