@@ -144,6 +144,7 @@ def leak_experiment(model, tokenizer, embedder, company, users=tuple(ROLES), rec
     from . import recipes
     from .answers import answer_questions
     from .finetuning import company_examples
+    from .models import embed
     from .rag import DenseIndex, chunks_from_recipe, retriever_from_recipe
     from .rag_answers import Abstention, ChunkSimilarity, rag_answer
     from .training import chat_dataset, train_sft
@@ -157,8 +158,10 @@ def leak_experiment(model, tokenizer, embedder, company, users=tuple(ROLES), rec
     label = {d["id"]: d["access"] for d in documents}
     questions = [it["question"] for it in items]
 
-    index = DenseIndex.build(chunks_from_recipe(documents, rag_recipe), embedder)
-    similarity = ChunkSimilarity(embedder, index.chunks)
+    chunks = chunks_from_recipe(documents, rag_recipe)
+    vectors = embed(embedder, [c.text for c in chunks])  # once, for the index and abstention
+    index = DenseIndex.build(chunks, embedder, vectors=vectors)
+    similarity = ChunkSimilarity(embedder, chunks, vectors=vectors)
     rule = Abstention(rag_recipe.min_similarity, rag_recipe.min_support)
     rag = {}
     for user in users:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import recipes
 from .chunking import (Chunk, RetrievalError, chunk_documents, chunk_sentences,  # noqa: F401
                        split_sentences)
 from .compat import embedding_dimension
@@ -282,13 +283,7 @@ CHUNKINGS = {
     "3 sentences": dict(chunking="sentences", sentences=3, sentence_overlap=0),
     "3 sentences, overlap 1": dict(chunking="sentences", sentences=3, sentence_overlap=1),
 }
-RETRIEVER_CHOICES = {
-    "bm25": dict(retriever="bm25", rerank=None),
-    "dense": dict(retriever="dense", rerank=None),
-    "hybrid": dict(retriever="hybrid", rerank=None),
-    "hybrid + sentence rerank": dict(retriever="hybrid", rerank="sentence"),
-    "hybrid + LM rerank": dict(retriever="hybrid", rerank="lm"),
-}
+RETRIEVER_CHOICES = recipes.RETRIEVERS  # label -> recipe fields
 
 
 def _label(choices: dict, recipe) -> str:
@@ -308,8 +303,6 @@ def recipe_with(recipe=None, **choices):
     """`recipe` (default `recipes.RAG`) with some knobs changed; `chunking` and `retriever`
     may be labels of `CHUNKINGS` and `RETRIEVER_CHOICES` ("2 sentences", "hybrid")."""
     from dataclasses import replace
-
-    from . import recipes
 
     recipe = recipe or recipes.RAG
     for key, table in (("chunking", CHUNKINGS), ("retriever", RETRIEVER_CHOICES)):

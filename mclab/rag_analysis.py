@@ -51,6 +51,24 @@ def sentences_with(document, phrases) -> str:
                     if any(contains_answer(s, p) for p in phrases))
 
 
+def answer_sentences(items, documents, with_distractor: bool = False) -> list[str]:
+    """Each item's context cut from its gold document: "Title: " and the sentence(s) holding
+    the answer, plus, with `with_distractor`, those holding the other options it states."""
+    docs = {d["id"]: d for d in documents}
+    contexts = []
+    for item, answer in zip(items, mc_answers(items)):
+        doc = docs[item["doc_id"]]
+        phrases = [answer, *distractor_options(item, doc)] if with_distractor else [answer]
+        contexts.append(f"{doc['title']}: {sentences_with(doc, phrases)}")
+    return contexts
+
+
+def distractor_items(items, documents) -> list:
+    """The items whose gold document also states another option's value."""
+    docs = {d["id"]: d for d in documents}
+    return [it for it in items if distractor_options(it, docs[it["doc_id"]])]
+
+
 def _row(model, tokenizer, name: str, items, contexts) -> dict:
     start = time.perf_counter()
     result = knowledge_score(model, tokenizer, items, contexts, system=RAG_SYSTEM)
@@ -74,16 +92,13 @@ def distractor_ablation(model, tokenizer, items, documents, retriever, k: int,
 
     items, docs = list(items), {d["id"]: d for d in documents}
     gold = [docs[it["doc_id"]] for it in items]
-    answer = mc_answers(items)
     ranked = retriever.retrieve([it["question"] for it in items], max(k, *ks))
     whole = [f"{d['title']}: {d['text']}" for d in gold]
-    alone = [f"{d['title']}: {sentences_with(d, [a])}" for d, a in zip(gold, answer)]
+    alone = answer_sentences(items, documents)
     passages = {n: [build_context(r[:n], retriever.chunks) for r in ranked] for n in {k, *ks}}
     hard = [i for i, (it, d) in enumerate(zip(items, gold)) if distractor_options(it, d)]
     pick = lambda values: [values[i] for i in hard]  # noqa: E731
-    both = [f"{gold[i]['title']}: "
-            f"{sentences_with(gold[i], [answer[i], *distractor_options(items[i], gold[i])])}"
-            for i in hard]
+    both = answer_sentences(pick(items), documents, with_distractor=True)
     rows = [("distractor in gold doc", "(i) whole gold document", pick(whole)),
             ("distractor in gold doc", "(ii) answer sentence only", pick(alone)),
             ("distractor in gold doc", "(iii) answer + distractor sentences", both),

@@ -61,13 +61,18 @@ def cite(answer: str, question: str, passages: list[str], min_share: float = 0.5
 
 
 class ChunkSimilarity:
-    """Cosine similarity of questions to every chunk (embeddings computed once)."""
+    """Cosine similarity of questions to every chunk (embeddings computed once, or handed in
+    as `vectors` when an index already made them)."""
 
-    def __init__(self, embedder, chunks):
+    def __init__(self, embedder, chunks, vectors: np.ndarray | None = None):
         from .models import embed
 
         self.embedder, self.chunks = embedder, list(chunks)
-        self.vectors = embed(embedder, [c.text for c in self.chunks])
+        self.vectors = (embed(embedder, [c.text for c in self.chunks]) if vectors is None
+                        else vectors)
+        if len(self.vectors) != len(self.chunks):
+            raise ValueError(f"{len(self.vectors)} vectors for {len(self.chunks)} chunks: pass "
+                             "the vectors the chunks were embedded into, in the same order")
 
     def to_chunks(self, questions) -> np.ndarray:
         from .models import embed

@@ -117,8 +117,21 @@ class Rag:
     @property
     def method_name(self) -> str:
         """The report's name for RAG with these settings, e.g. "RAG (hybrid, k=2)"."""
-        rerank = {None: "", "sentence": " + sentence rerank", "lm": " + LM rerank"}
-        return f"RAG ({self.retriever}{rerank.get(self.rerank, ' + ' + str(self.rerank))}, k={self.k})"
+        label = next((name for name, values in RETRIEVERS.items()
+                      if all(getattr(self, f) == v for f, v in values.items())),
+                     f"{self.retriever} + {self.rerank} rerank")
+        return f"RAG ({label}, k={self.k})"
+
+
+# The retrievers 02, the settings grid and the report name (`mclab.rag.RETRIEVER_CHOICES` is
+# this table): one place, read without importing torch.
+RETRIEVERS = {
+    "bm25": dict(retriever="bm25", rerank=None),
+    "dense": dict(retriever="dense", rerank=None),
+    "hybrid": dict(retriever="hybrid", rerank=None),
+    "hybrid + sentence rerank": dict(retriever="hybrid", rerank="sentence"),
+    "hybrid + LM rerank": dict(retriever="hybrid", rerank="lm"),
+}
 
 
 # --------------------------------------------------------------------------- CPT (03)

@@ -320,7 +320,8 @@ def test_retriever_from_recipe_builds_each_chunking(label, embedder):
 # ---------------------------------------------------------------------------- held-out analysis
 
 def test_distractor_ablation_builds_each_context(load_tiny, embedder):
-    from mclab.rag_analysis import distractor_ablation, distractor_options, sentences_with
+    from mclab.rag_analysis import (answer_sentences, distractor_ablation, distractor_items,
+                                    distractor_options, sentences_with)
 
     model, tok = load_tiny()
     items = [{"question": "Above what amount does a claim need a director?", "doc_id": "d1",
@@ -330,6 +331,10 @@ def test_distractor_ablation_builds_each_context(load_tiny, embedder):
     assert distractor_options(items[0], DOCS[0]) == ["six years"]
     assert distractor_options(items[1], DOCS[1]) == []
     assert sentences_with(DOCS[0], ["six years"]) == "Receipts are kept for six years."
+    assert distractor_items(items, DOCS) == items[:1]
+    alone, both = (answer_sentences(items[:1], DOCS, with_distractor=w) for w in (False, True))
+    assert alone[0].startswith(DOCS[0]["title"] + ": ") and "six years" not in alone[0]
+    assert both[0].endswith("Receipts are kept for six years.")
     retriever = retriever_from_recipe(DOCS, embedder, recipe_with(chunking="1 sentence",
                                                                   retriever="bm25"))
     table = distractor_ablation(model, tok, items, DOCS, retriever, k=1, ks=(1, 2))
@@ -340,6 +345,30 @@ def test_distractor_ablation_builds_each_context(load_tiny, embedder):
     # the answer sentence alone is shorter than the answer and distractor sentences together
     assert hard.loc["(ii) answer sentence only", "context_tokens"] < \
         hard.loc["(iii) answer + distractor sentences", "context_tokens"]
+
+
+def test_method_name_reads_the_retriever_labels():
+    from mclab import rag, recipes
+
+    assert rag.RETRIEVER_CHOICES is recipes.RETRIEVERS
+    for label in recipes.RETRIEVERS:
+        recipe = recipe_with(retriever=label, k=3)
+        assert recipe.method_name == f"RAG ({label}, k=3)"
+        assert rag.retriever_label(recipe) == label
+    from dataclasses import replace
+
+    odd = replace(recipes.RAG, retriever="bm25", rerank="lm", k=1)
+    assert odd.method_name == "RAG (bm25 + lm rerank, k=1)"
+
+
+def test_chunk_similarity_takes_the_index_vectors(chunks, embedder):
+    from mclab.rag_answers import ChunkSimilarity
+
+    made = ChunkSimilarity(embedder, chunks)
+    handed = ChunkSimilarity(embedder, chunks, vectors=made.vectors)
+    assert (handed.to_chunks(["tent weight"]) == made.to_chunks(["tent weight"])).all()
+    with pytest.raises(ValueError, match="vectors for"):
+        ChunkSimilarity(embedder, chunks, vectors=made.vectors[:1])
 
 
 # ---------------------------------------------------------------------------- choosing settings
