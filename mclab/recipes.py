@@ -192,8 +192,8 @@ class LocalSft:
     """The SFT (LoRA) model that DPO and GRPO start from."""
 
     notebook: str = "05_fine_tuning_rl"
-    training: Training = Training(learning_rate=2e-3, epochs=1, batch_size=4, micro_batch=TWO_AT_A_TIME,
-                                  max_length=128)
+    training: Training = Training(learning_rate=2e-3, epochs=1, batch_size=4,
+                                  micro_batch=TWO_AT_A_TIME, max_length=128)
     n_train: Sized = Sized(4, None)
     lora: Lora = Lora()
 
@@ -269,8 +269,10 @@ CPT = Cpt()
 FULL_SFT = CompanySft()
 # LoRA (06's adapter) on 04's company data, trained by the report only (no notebook runs it);
 # its rate is 20x full SFT's (the adapters start at zero and train 0.5% of the weights)
-LORA_SFT = CompanySft(notebook="", training=Training(learning_rate=1e-3, epochs=2, batch_size=Sized(4, 8),
-                                        micro_batch=TWO_AT_A_TIME, max_length=128, optimizer="adafactor"),
+LORA_SFT = CompanySft(notebook="", training=Training(learning_rate=1e-3, epochs=2,
+                                                     batch_size=Sized(4, 8),
+                                                     micro_batch=TWO_AT_A_TIME, max_length=128,
+                                                     optimizer="adafactor"),
                       lora=Lora())
 STYLE_SFT = StyleSft()
 LOCAL_SFT = LocalSft()

@@ -110,7 +110,7 @@ def test_cpu_recipe_arguments_are_unchanged(mode, monkeypatch, one_process, tmp_
              expected["gradient_checkpointing"], False, True), name
 
 
-# ---------------------------------------------------------------- a GPU: same updates, bigger passes
+# ------------------------------------------------------- a GPU: same updates, bigger passes
 
 @pytest.mark.parametrize("mode", ["quick", "full"])
 def test_a_gpu_keeps_each_recipes_updates_and_passes_the_whole_batch(mode, monkeypatch,
@@ -138,7 +138,7 @@ def test_on_device_settings_resolve_inside_each_mode(monkeypatch, fake_gpu):
     assert recipes.resolve(setting) == 2
 
 
-# ---------------------------------------------------------------- several processes: one global batch
+# ------------------------------------------------------- several processes: one global batch
 
 @pytest.mark.parametrize("processes", [1, 2, 4])
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
@@ -312,3 +312,33 @@ def test_the_shape_check_can_fail():
 def test_the_launch_check_tool_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     assert "accelerate launch" in readme and "tools/launch_check.py" in readme
+
+
+# ---------------------------------------------------------------- the README's T4 estimates
+
+def _estimates():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_estimates",
+                                                  ROOT / "tools" / "gpu_estimates.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_estimates_135m_shapes_are_the_loaded_models(model_and_tokenizer):
+    from mclab.models import count_parameters
+
+    estimates, (model, _) = _estimates(), model_and_tokenizer
+    c = model.config
+    assert estimates.SHAPES["135M"] == (c.hidden_size, c.num_hidden_layers,
+                                        c.num_attention_heads, c.num_key_value_heads,
+                                        c.intermediate_size)
+    assert estimates.VOCAB == c.vocab_size
+    assert estimates.parameters("135M") == count_parameters(model)
+
+
+def test_the_readme_shows_the_estimates_as_computed():
+    """The README's table is tools/gpu_estimates.py's output, so its numbers keep their basis
+    (rerun the tool after re-measuring reports/notebooks.json)."""
+    assert _estimates().table() in (ROOT / "README.md").read_text()

@@ -96,8 +96,9 @@ def table() -> str:
             cells.append(f"{duration(shortest, longest)}; {gb:.0f} GB{fits}")
         rows.append(f"| {name.removesuffix('.ipynb')} | {entry['seconds']:.0f}; "
                     f"{entry['peak_rss_mb'] / 1000:.1f} | " + " | ".join(cells) + " |")
+    low, high = ACHIEVED
     basis = (f"T4 over this CPU: {slow:.0f}x to {fast:.0f}x (CPU {cpu_flops() / 1e9:.0f} GFLOP/s "
-             f"measured; T4 {T4_FP32_FLOPS / 1e12:.1f} TFLOPS x {ACHIEVED[0]:.0%}-{ACHIEVED[1]:.0%}); "
+             f"measured; T4 {T4_FP32_FLOPS / 1e12:.1f} TFLOPS x {low:.0%}-{high:.0%}); "
              "parameters " + ", ".join(f"{s} {parameters(s) / 1e6:,.1f} M" for s in SHAPES))
     return "\n".join(rows) + "\n\n" + basis
 

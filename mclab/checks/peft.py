@@ -20,7 +20,8 @@ def check_lora_count(answer, model, *, title: str) -> None:
                 answer == lora_parameter_count(model, 4, ("v_proj",)):
             c = model.config
             h = c.hidden_size
-            kv = c.num_key_value_heads * (getattr(c, "head_dim", None) or h // c.num_attention_heads)
+            head = getattr(c, "head_dim", None) or h // c.num_attention_heads
+            kv = c.num_key_value_heads * head
             fail(title, f"{answer:,} counts only one of the two projections",
                  f"q_proj maps {h} -> {h} but v_proj maps {h} -> {kv} (grouped-query attention)")
         fail(title, f"{answer:,} is not the {true:,} that peft trains",
