@@ -342,3 +342,13 @@ def test_the_readme_shows_the_estimates_as_computed():
     """The README's table is tools/gpu_estimates.py's output, so its numbers keep their basis
     (rerun the tool after re-measuring reports/notebooks.json)."""
     assert _estimates().table() in (ROOT / "README.md").read_text()
+
+
+def test_the_lora_exercise_hint_names_the_models_own_widths(load_tiny):
+    from mclab.checks import ExerciseFailed
+    from mclab.checks.peft import check_lora_count
+    from mclab.peft_methods import lora_parameter_count
+
+    model, _ = load_tiny()  # 64 wide, 4 query heads and 2 key/value heads of 16 dims
+    with pytest.raises(ExerciseFailed, match="q_proj maps 64 -> 64 but v_proj maps 64 -> 32"):
+        check_lora_count(lora_parameter_count(model, 4, ("q_proj",)), model)
