@@ -7,10 +7,15 @@ torch cannot use here, is a `DeviceError` naming the variable, raised by `setup(
 and in fp32 everywhere else (a CPU without native bf16 trains about 19x slower in it, see
 CPU-NOTES). Every tensor the package feeds a model is built on that model's device
 (`model_device`), so whatever moved the model (this module, or a Trainer) the scorers follow.
+
+Under a multi-process launcher (`accelerate launch`, `torchrun`), which sets `WORLD_SIZE`,
+`RANK` and `LOCAL_RANK`, each process takes its own GPU (`cuda:LOCAL_RANK`) and
+`num_processes` tells the training core how to split a recipe's batch among them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -64,10 +69,35 @@ def _check_usable(value: str, device: torch.device) -> None:
         raise _unusable(value, "torch finds no Apple MPS device")
 
 
+def num_processes() -> int:
+    """How many training processes share each step: `WORLD_SIZE` as `accelerate launch` and
+    `torchrun` set it, else 1 (a notebook, `python -m mclab`)."""
+    value = os.environ.get("WORLD_SIZE", "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise DeviceError(f"WORLD_SIZE={value!r} is not a positive process count; it is set by "
+                          "`accelerate launch` or `torchrun`: unset it to train in one process")
+    return int(value)
+
+
+def is_main_process() -> bool:
+    """True in a single process, and in process 0 of a launch (the one that writes results)."""
+    return os.environ.get("RANK", "0").strip() in {"", "0"}
+
+
+def _local_index() -> int | None:
+    """This process's GPU under a multi-process launch (`LOCAL_RANK`), else None."""
+    value = os.environ.get("LOCAL_RANK", "").strip()
+    return int(value) if value.isdigit() and num_processes() > 1 else None
+
+
 def _auto_device() -> tuple[torch.device, str]:
     import torch
 
     if torch.cuda.is_available():
+        index = _local_index()
+        if index is not None:
+            return (torch.device("cuda", index),
+                    f"{VARIABLE}=auto, process {index} of a {num_processes()}-process launch")
         return torch.device("cuda"), f"{VARIABLE}=auto found {torch.cuda.get_device_name()}"
     return torch.device("cpu"), f"{VARIABLE}=auto and no CUDA device found"
 
@@ -77,8 +107,9 @@ def _training_precision(device: torch.device) -> tuple[bool, str]:
 
     if device.type != "cuda":
         return False, "bf16 needs a CUDA GPU with bf16 support"
-    if not torch.cuda.is_bf16_supported():
-        return False, "this GPU has no bf16 support"
+    # Native only: a T4 (Colab's free GPU) has no bf16 tensor cores and only emulates it.
+    if not torch.cuda.is_bf16_supported(False):
+        return False, "this GPU has no native bf16 support (T4-class GPUs only emulate it)"
     return True, "this GPU supports bf16 (weights stay fp32, the Trainer autocasts)"
 
 
@@ -97,9 +128,16 @@ def choose_device(value: str | None = None) -> DeviceChoice:
         device, reason = _auto_device()
     else:
         device, reason = torch.device(value), f"set by {VARIABLE}={value}"
+        if value == "cuda" and _local_index() is not None:  # each launched process: its GPU
+            device = torch.device("cuda", _local_index())
         _check_usable(value, device)
     bf16, dtype_reason = _training_precision(device)
     return DeviceChoice(device, reason, bf16, dtype_reason)
+
+
+def device_kind() -> str:
+    """"cpu", "cuda" or "mps": what the recipes key their per-device batch settings on."""
+    return choose_device().device.type
 
 
 def model_device(model) -> torch.device:

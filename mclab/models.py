@@ -71,6 +71,18 @@ def _slug(name: str) -> str:
     return name.rstrip("/").split("/")[-1]
 
 
+def model_name() -> str:
+    """The foundation model this process uses: MCLAB_MODEL, else SmolLM2-135M-Instruct."""
+    return get_settings().model_name or DEFAULT_MODEL
+
+
+def model_folder_name(name: str | None = None) -> str | None:
+    """The folder name that keeps results of a non-default model apart (None for the
+    default): its hub id's last part, e.g. "SmolLM2-360M-Instruct"."""
+    name = name or model_name()
+    return None if name == DEFAULT_MODEL else _slug(name)
+
+
 def cached_model_dir(name: str = DEFAULT_MODEL) -> Path:
     return get_settings().cache_dir / "models" / _slug(name)
 
@@ -100,7 +112,7 @@ def gguf_path() -> Path | None:
 
 def resolve_model(name: str | None = None) -> ModelSource:
     """Decide where the foundation model comes from, without loading it."""
-    name = name or get_settings().model_name or DEFAULT_MODEL
+    name = name or model_name()
     if Path(name).expanduser().is_dir():
         return ModelSource(name, str(Path(name).expanduser()), "local folder")
     cached = cached_model_dir(name)

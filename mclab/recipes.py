@@ -4,6 +4,13 @@
 A value that differs between modes is a `Sized(quick, full)`; `.get()` (or a recipe's
 `training.config()`) resolves it for the current mode. Quick mode proves that the code
 runs; full mode is what the notebooks teach and the report measures.
+
+A value that differs between devices is an `OnDevice(cpu, gpu)`, keyed by the device
+`mclab.device` chose: how a step is cut into micro-batches and whether activations are
+recomputed. Those change memory and speed, never the update: the batch per optimizer step,
+the steps, the rate are the same on every device, so a GPU run is comparable with the CPU
+report. Under `accelerate launch` the batch is split among the processes
+(`mclab.training.micro_batch_args`): it stays the recipe's batch however many GPUs run.
 `tests/test_recipes.py` fails if a notebook trains a reported method with other settings.
 """
 
@@ -25,8 +32,21 @@ class Sized:
         return pick(self.quick, self.full)
 
 
+@dataclass(frozen=True)
+class OnDevice:
+    """A setting with one value on a CPU (and MPS) and another on a CUDA GPU."""
+
+    cpu: object  # the course's measured CPU setting (2 cores, about 2 GB)
+    gpu: object  # a GPU has memory to spare: bigger passes, no recomputation
+
+    def get(self):
+        from .device import device_kind
+
+        return resolve(self.gpu if device_kind() == "cuda" else self.cpu)
+
+
 def resolve(value):
-    return value.get() if isinstance(value, Sized) else value
+    return value.get() if isinstance(value, (Sized, OnDevice)) else value
 
 
 @dataclass(frozen=True)
@@ -36,11 +56,11 @@ class Training:
     learning_rate: float
     max_steps: int | Sized = 0  # 0: train for `epochs` passes
     epochs: float = 1.0
-    batch_size: int | Sized = 8
-    micro_batch: int | None = None
+    batch_size: int | Sized = 8  # sequences per optimizer step, on every device
+    micro_batch: int | None | OnDevice = None  # sequences per forward pass (None: the batch)
     max_length: int = 128
     optimizer: str = "adamw_torch"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | OnDevice = False
     eval_steps: int | Sized = 0
 
     def config(self, run_name: str, **overrides):
@@ -51,10 +71,16 @@ class Training:
         return TrainConfig(run_name=run_name, **{**values, **overrides})
 
 
-# Full-weight runs pass 2 sequences at a time, gradients accumulated to the batch, and
-# recompute activations in the backward pass: the same updates in less memory (measured:
-# CPT 4.1 -> 2.3 GB for 4% more time, full SFT 2.9 -> 2.1 GB).
-FRUGAL = dict(micro_batch=2, gradient_checkpointing=True)
+# On a CPU, full-weight runs pass 2 sequences at a time, gradients accumulated to the batch,
+# and recompute activations in the backward pass: the same updates in less memory (measured:
+# CPT 4.1 -> 2.3 GB for 4% more time, full SFT 2.9 -> 2.1 GB). A GPU passes the whole batch
+# at once and keeps its activations (estimated for the 360M model at batch 8 x 128 tokens:
+# a few GB, within a T4's 16 GB; README, "Bigger models and GPUs").
+FRUGAL = dict(micro_batch=OnDevice(cpu=2, gpu=None),
+              gradient_checkpointing=OnDevice(cpu=True, gpu=False))
+# Adapter runs on a CPU pass 2 rows at a time (DPO: 1 pair, i.e. 2 sequences); a GPU
+# passes the whole batch.
+TWO_AT_A_TIME = OnDevice(cpu=2, gpu=None)
 
 
 @dataclass(frozen=True)
@@ -179,8 +205,8 @@ class LocalSft:
     """The SFT (LoRA) model that DPO and GRPO start from."""
 
     notebook: str = "05_fine_tuning_rl"
-    training: Training = Training(learning_rate=2e-3, epochs=1, batch_size=4, micro_batch=2,
-                                  max_length=128)
+    training: Training = Training(learning_rate=2e-3, epochs=1, batch_size=4,
+                                  micro_batch=TWO_AT_A_TIME, max_length=128)
     n_train: Sized = Sized(4, None)
     lora: Lora = Lora()
 
@@ -189,7 +215,7 @@ class LocalSft:
 class Dpo:
     notebook: str = "05_fine_tuning_rl"
     training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 12), batch_size=4,
-                                  micro_batch=1, max_length=128)
+                                  micro_batch=OnDevice(cpu=1, gpu=None), max_length=128)
     beta: float = 0.1
     heldout_every: int = 6  # every 6th pair is held out (the 6th, 12th, ...)
     lora: Lora = Lora(targets=("q_proj", "k_proj", "v_proj", "o_proj"))
@@ -199,7 +225,7 @@ class Dpo:
 class Grpo:
     notebook: str = "05_fine_tuning_rl"
     training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 10), batch_size=8,
-                                  micro_batch=2)
+                                  micro_batch=TWO_AT_A_TIME)
     num_generations: int = 4
     max_completion_length: int = 32
     lora: Lora = Lora(targets=("q_proj", "k_proj", "v_proj", "o_proj"))
@@ -211,7 +237,7 @@ class Grpo:
 class Prefix:
     notebook: str = "06_parameter_efficient"
     training: Training = Training(learning_rate=3e-2, max_steps=Sized(1, 0), epochs=1,
-                                  batch_size=4, micro_batch=2, max_length=128)
+                                  batch_size=4, micro_batch=TWO_AT_A_TIME, max_length=128)
     virtual_tokens: int = 8
     n_val: Sized = Sized(6, 30)  # validation rewrites (`finetuning.style_split`)
     # start from the keys and values of real words (Li & Liang, 2021), not at random
@@ -222,7 +248,7 @@ class Prefix:
 class StyleLora:
     notebook: str = "06_parameter_efficient"
     training: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 0), epochs=1,
-                                  batch_size=4, micro_batch=2, max_length=128)
+                                  batch_size=4, micro_batch=TWO_AT_A_TIME, max_length=128)
     lora: Lora = Lora()
 
 
@@ -256,8 +282,10 @@ CPT = Cpt()
 FULL_SFT = CompanySft()
 # LoRA (06's adapter) on 04's company data, trained by the report only (no notebook runs it);
 # its rate is 20x full SFT's (the adapters start at zero and train 0.5% of the weights)
-LORA_SFT = CompanySft(notebook="", training=Training(learning_rate=1e-3, epochs=2, batch_size=Sized(4, 8),
-                                        micro_batch=2, max_length=128, optimizer="adafactor"),
+LORA_SFT = CompanySft(notebook="", training=Training(learning_rate=1e-3, epochs=2,
+                                                     batch_size=Sized(4, 8),
+                                                     micro_batch=TWO_AT_A_TIME, max_length=128,
+                                                     optimizer="adafactor"),
                       lora=Lora())
 STYLE_SFT = StyleSft()
 LOCAL_SFT = LocalSft()

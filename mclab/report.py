@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import get_settings
+from .device import choose_device, is_main_process, num_processes
 from .files import write_json_atomic
 from .measure import maxrss_mb
 from .methods import METHODS, Method
+from .models import model_folder_name, model_name
 from .report_table import (ENSEMBLE, ENSEMBLE_NAME, REFERENCES, ReportError,  # noqa: F401
                            frame, load_report, load_row, rewrite_with_new_locality, slug,
                            write_reference_rows, write_report)
@@ -40,9 +42,15 @@ def method(name: str) -> Method:
 # --------------------------------------------------------------------------- running
 
 def default_out() -> Path:
-    """reports/ for full mode; quick runs go under the runs folder, never over the report."""
+    """reports/ for full mode; quick runs go under the runs folder, never over the report.
+
+    Another foundation model (MCLAB_MODEL) gets its own folder below, models/<name>: its rows
+    neither overwrite the course's SmolLM2-135M rows nor are skipped as done because of them.
+    """
     settings = get_settings()
-    return settings.runs_dir / "report-quick" if settings.quick else settings.reports_dir
+    out = settings.runs_dir / "report-quick" if settings.quick else settings.reports_dir
+    other = model_folder_name()
+    return out / "models" / other if other else out
 
 
 def run_one(name: str, out: Path, add: str | None = None) -> dict:
@@ -63,7 +71,8 @@ def run_one(name: str, out: Path, add: str | None = None) -> dict:
     if add is None:
         row = m.run(Context())
         row = {"method": m.name, "family": m.family, "trained_on": m.trained_on, **row,
-               "seconds": time.perf_counter() - start, "mode": get_settings().mode}
+               "seconds": time.perf_counter() - start, "mode": get_settings().mode,
+               "model": model_name(), **_where_and_memory()}
     else:
         row = load_row(out, m.name)
         if row is None:
@@ -77,8 +86,24 @@ def run_one(name: str, out: Path, add: str | None = None) -> dict:
                "added_parts": {**row.get("added_parts", {}),
                                add: {"company_reproduced": bool(same),
                                      "seconds": time.perf_counter() - start}}}
-    write_json_atomic(Path(out) / "rows" / f"{slug(m.name)}.json", row)
+    if is_main_process():  # under `accelerate launch` every process trains; one writes
+        write_json_atomic(Path(out) / "rows" / f"{slug(m.name)}.json", row)
     return row
+
+
+def _where_and_memory() -> dict:
+    """Where the method ran, and this process's peak memory: what a row run by `accelerate
+    launch` keeps (run by `run_report`, the parent's count of the child replaces it)."""
+    import resource
+
+    device = choose_device().device
+    where = {"device": device.type, "processes": num_processes(),
+             "peak_memory_mb": maxrss_mb(resource.getrusage(resource.RUSAGE_SELF))}
+    if device.type == "cuda":
+        import torch
+
+        where["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return where
 
 
 # the row fields each part writes (what `--add PART` merges into an existing row)

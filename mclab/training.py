@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from .compat import accepts_loss_kwargs, checkpointing_argument
 from .config import get_settings
-from .device import choose_device
+from .device import choose_device, num_processes
 from .files import atomic_path
 from .models import is_peft
 from .runs import DiskSpaceError, check_free_space, model_bytes
@@ -91,14 +91,36 @@ def new_run_dir(name: str) -> Path:
     raise TrainingInputError(f"too many runs named {name!r} this second under {root}")
 
 
-def micro_batch_args(batch_size: int, micro_batch: int | None) -> dict:
-    """Trainer arguments that split each step's `batch_size` into `micro_batch` passes."""
-    if micro_batch is None or micro_batch >= batch_size:
-        return {"per_device_train_batch_size": batch_size, "gradient_accumulation_steps": 1}
-    if micro_batch < 1 or batch_size % micro_batch:
-        raise TrainingInputError(f"micro_batch {micro_batch} must divide batch_size {batch_size}")
+def micro_batch_args(batch_size: int, micro_batch: int | None, processes: int = 1) -> dict:
+    """Trainer arguments that give each optimizer step `batch_size` rows in all.
+
+    The rows are split among `processes` (the GPUs of `accelerate launch`), then each
+    process's share into passes of `micro_batch` rows with accumulated gradients:
+    batch_size = per_device_train_batch_size x processes x gradient_accumulation_steps.
+    So a recipe's batch, and with it its updates, stays the same on one CPU or eight GPUs.
+    """
+    if processes < 1 or batch_size % processes:
+        raise TrainingInputError(
+            f"batch_size {batch_size} cannot be split evenly among {processes} processes; "
+            f"launch a number of processes that divides it (e.g. {_divisor(batch_size)})")
+    share = batch_size // processes
+    if micro_batch is None or micro_batch >= share:
+        return {"per_device_train_batch_size": share, "gradient_accumulation_steps": 1}
+    if micro_batch < 1 or share % micro_batch:
+        raise TrainingInputError(f"micro_batch {micro_batch} must divide each process's share "
+                                 f"of the batch ({batch_size} / {processes} = {share})")
     return {"per_device_train_batch_size": micro_batch,
-            "gradient_accumulation_steps": batch_size // micro_batch}
+            "gradient_accumulation_steps": share // micro_batch}
+
+
+def _divisor(n: int) -> str:
+    return " or ".join(str(d) for d in (1, 2, 4, 8) if n % d == 0)
+
+
+def effective_batch(args) -> int:
+    """Rows per optimizer step of built Trainer arguments, over every process."""
+    return (args.per_device_train_batch_size * args.gradient_accumulation_steps
+            * max(1, args.world_size))
 
 
 def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
@@ -106,7 +128,9 @@ def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
     chose (fp32 on CPU, bf16 autocast on a GPU that has it), no checkpointing by default.
 
     The Trainer puts the model on its own device: the CPU when MCLAB_DEVICE resolves to
-    the CPU, else the first visible accelerator (CUDA_VISIBLE_DEVICES picks which GPU).
+    the CPU, else the first visible accelerator (CUDA_VISIBLE_DEVICES picks which GPU), or
+    under `accelerate launch` each process's own GPU. The step's `cfg.batch_size` rows are
+    split among the launched processes (`micro_batch_args`), so the recipe's batch holds.
     """
     settings = get_settings()
     choice = choose_device()
@@ -116,7 +140,7 @@ def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
         learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         num_train_epochs=cfg.epochs,
-        **micro_batch_args(cfg.batch_size, cfg.micro_batch),
+        **micro_batch_args(cfg.batch_size, cfg.micro_batch, num_processes()),
         warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
         optim=cfg.optimizer,

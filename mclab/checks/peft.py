@@ -18,8 +18,12 @@ def check_lora_count(answer, model, *, title: str) -> None:
             fail(title, f"{answer:,} counts one layer", f"there are {layers} layers")
         if answer == lora_parameter_count(model, 4, ("q_proj",)) or \
                 answer == lora_parameter_count(model, 4, ("v_proj",)):
+            c = model.config
+            h = c.hidden_size
+            head = getattr(c, "head_dim", None) or h // c.num_attention_heads
+            kv = c.num_key_value_heads * head
             fail(title, f"{answer:,} counts only one of the two projections",
-                 "q_proj maps 576 -> 576 but v_proj maps 576 -> 192 (grouped-query attention)")
+                 f"q_proj maps {h} -> {h} but v_proj maps {h} -> {kv} (grouped-query attention)")
         fail(title, f"{answer:,} is not the {true:,} that peft trains",
              "A is r x in_features and B is out_features x r, for every targeted module")
     return passed(title, f"{true:,} parameters, {true / sum(p.numel() for p in model.parameters()):.3%}"
