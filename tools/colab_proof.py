@@ -36,10 +36,11 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "solutions/00_foundation_model.ipynb"
-# Colab's versions in late 2025 for ipykernel and pandas (the newest that pyproject's ranges
-# allow are the lock's own, so they would not show that the cell keeps what it finds);
-# torch 2.14.1 is the newest release this machine's pip may install, and is not the lock's.
-BASE = "torch==2.14.1 pandas==2.2.2 ipykernel==6.17.1"
+# Colab's versions in late 2025 for pip, ipykernel and pandas (the newest that pyproject's
+# ranges allow are the lock's own, so they would not show that the cell keeps what it finds;
+# pip 23.2 rejects `name @ git+file://` addresses, which pip 24 accepts); torch 2.14.1 is the
+# newest release this machine's pip may install, and is not the lock's.
+BASE = "pip==24.1.2 torch==2.14.1 pandas==2.2.2 ipykernel==6.17.1"
 WATCH = ["torch", "pandas", "numpy", "ipykernel", "transformers", "peft", "trl", "datasets",
          "accelerate", "sentence-transformers", "ipywidgets", "matplotlib", "mclab"]
 
