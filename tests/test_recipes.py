@@ -99,3 +99,17 @@ def test_every_reported_method_is_built_from_recipes():
         callees = [getattr(methods, n) for n in dir(methods) if n.startswith("_")
                    and callable(getattr(methods, n)) and f"{n}(" in source]
         assert "recipes." in source + "".join(inspect.getsource(f) for f in callees), m.name
+
+
+def test_medical_sft_steps_are_the_ones_chosen_on_validation():
+    """tools/choose_medical_sft_steps.py writes its choice (validation loss, never the evals);
+    the recipe must carry it. 03's demo budget is smaller, never larger."""
+    recipe = recipes.MEDICAL_SFT
+    demo, full = recipe.demo.max_steps, recipe.training.max_steps
+    assert demo.full <= full.full and demo.quick <= full.quick
+    record = Path(__file__).resolve().parent.parent / "reports" / "medical_sft_steps.json"
+    if not record.exists():
+        pytest.skip("reports/medical_sft_steps.json not written yet: run "
+                    "tools/choose_medical_sft_steps.py in full mode")
+    chosen = json.loads(record.read_text())
+    assert chosen["mode"] == "full" and chosen["chosen_steps"] == full.full
