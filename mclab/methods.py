@@ -255,6 +255,29 @@ def run_cpt_paraphrases(ctx):
 MEDICAL_PARTS = ("company", "medical")  # a medical model's other scenarios are not its job
 
 
+def check_medical_sft_steps(record: Path | None = None) -> None:
+    """Full mode: refuse to train the medical rows until the recipe's steps are the ones
+    tools/choose_medical_sft_steps.py chose on validation (reports/medical_sft_steps.json)."""
+    import json
+
+    from .training import TrainingInputError
+
+    settings = get_settings()
+    if settings.quick:
+        return
+    record = Path(record or settings.reports_dir / "medical_sft_steps.json")
+    steps = recipes.MEDICAL_SFT.training.max_steps.full
+    how = ("run `python tools/choose_medical_sft_steps.py` (full mode) and copy its "
+           "chosen_steps into recipes.MedicalSft")
+    if not record.exists():
+        raise TrainingInputError(f"the medical SFT steps are not chosen yet ({record} is "
+                                 f"missing): {how}")
+    chosen = json.loads(record.read_text()).get("chosen_steps")
+    if chosen != steps:
+        raise TrainingInputError(f"recipes.MedicalSft trains {steps} steps, validation chose "
+                                 f"{chosen} ({record}): {how}")
+
+
 def _train_medical_sft(model, tok, name: str):
     """The medical SFT recipe on `model` (the base, or the CPT model), validated as it goes."""
     from .finetuning import sft_data
@@ -272,6 +295,7 @@ def validation_curve(result) -> list[list[float]]:
 
 
 def run_medical_sft(ctx):
+    check_medical_sft_steps()
     model, tok = ctx.base()
     sft = _train_medical_sft(model, tok, "medical-sft")
     return {**trained(ctx, sft, tok, parts=MEDICAL_PARTS),
@@ -284,6 +308,7 @@ def run_cpt_then_medical_sft(ctx):
     show it is the model the "CPT + replay" row scored (training is seeded)."""
     from .evaluation import perplexity
 
+    check_medical_sft_steps()  # before the CPT stage's minutes
     cpt, tok = _train_medical_cpt(ctx)
     cpt_ppl = perplexity(cpt.model, tok, ctx.sets["medical_heldout"]["text"])
     sft = _train_medical_sft(cpt.model, tok, "cpt-then-medical-sft")

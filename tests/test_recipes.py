@@ -113,3 +113,19 @@ def test_medical_sft_steps_are_the_ones_chosen_on_validation():
                     "tools/choose_medical_sft_steps.py in full mode")
     chosen = json.loads(record.read_text())
     assert chosen["mode"] == "full" and chosen["chosen_steps"] == full.full
+
+
+def test_medical_rows_refuse_steps_not_chosen_on_validation(tmp_path, monkeypatch):
+    from mclab.methods import check_medical_sft_steps
+    from mclab.training import TrainingInputError
+
+    monkeypatch.setenv("MCLAB_QUICK", "0")
+    record = tmp_path / "medical_sft_steps.json"
+    with pytest.raises(TrainingInputError, match="not chosen yet"):
+        check_medical_sft_steps(record)
+    steps = recipes.MEDICAL_SFT.training.max_steps.full
+    record.write_text(json.dumps({"mode": "full", "chosen_steps": steps + 1}))
+    with pytest.raises(TrainingInputError, match=f"trains {steps} steps, validation chose"):
+        check_medical_sft_steps(record)
+    record.write_text(json.dumps({"mode": "full", "chosen_steps": steps}))
+    check_medical_sft_steps(record)
