@@ -250,7 +250,7 @@ def run_cpt_paraphrases(ctx):
     return _cpt(ctx, company_corpus(ctx.company, paraphrases=True), "cpt-paraphrases")
 
 
-# --------------------------------------------------------------------------- CPT, then SFT (medical)
+# ------------------------------------------------------------------ CPT, then SFT (medical)
 
 MEDICAL_PARTS = ("company", "medical")  # a medical model's other scenarios are not its job
 

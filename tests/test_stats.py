@@ -167,7 +167,8 @@ def test_paired_perplexity_names_the_lower_one_the_winner():
     nll_b = tokens * rng.uniform(2.0, 2.6, size=16)
     nll_a = nll_b - 0.2 * tokens  # a predicts every text better
     ci = perplexity_ci(nll_a, tokens)
-    assert ci.low < ci.estimate < ci.high and ci.estimate == pytest.approx(perplexity(nll_a, tokens))
+    assert ci.low < ci.estimate < ci.high
+    assert ci.estimate == pytest.approx(perplexity(nll_a, tokens))
     result = paired_perplexity((nll_a, tokens), (nll_b, tokens))
     assert result.difference.estimate < 0 and result.difference.high < 0 and result.p_value < 0.01
     text = verdict(result, names=("CPT", "SFT"), higher_is_better=False)
