@@ -125,7 +125,8 @@ def choice_panel(table: pd.DataFrame):
     from .widgets import panel
 
     controls = {
-        "metric": w.Dropdown(options=list(QUALITY), value="company_knowledge",
+        "metric": w.Dropdown(options=[m for m in QUALITY if m in table],
+                             value="company_knowledge",
                              description="metric"),
         "seconds": w.FloatLogSlider(value=float(table["train_seconds"].max()) + 1, base=10,
                                     min=0, max=math.log10(float(table["train_seconds"].max()) + 10),
