@@ -191,7 +191,7 @@ def main(argv=None) -> int:
                         "reports/ in full mode, the runs folder in quick mode)")
     parser.add_argument("--executed", metavar="FOLDER",
                         help="measure-notebooks: also save each executed notebook here")
-    parser.add_argument("--add", choices=["answers"],
+    parser.add_argument("--add", choices=["answers", "medical"],
                         help="report: score this part for the rows that lack it (the method "
                         "runs again; its other numbers stay)")
     parser.add_argument("--rescore-locality", action="store_true",

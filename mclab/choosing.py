@@ -9,7 +9,8 @@ import pandas as pd
 
 # metric -> higher is better?
 QUALITY = {"company_knowledge": True, "company_uncovered": True, "company_answer_match": True,
-           "abstain_unanswerable": True, "medical_perplexity": False, "locality": True}
+           "abstain_unanswerable": True, "medical_perplexity": False, "medical_knowledge": True,
+           "locality": True}
 COSTS = ("train_seconds", "peak_memory_mb", "ms_per_answer", "storage_mb", "trainable_params")
 
 
@@ -86,6 +87,36 @@ def paired_winners(verdicts: list[dict], metric: str, against: str = "base",
             and v["p_value"] < alpha and sign * v["difference"] > 0]
 
 
+def cpt_before_sft_advice(verdicts: list[dict], pipeline: str, sft: str,
+                          alpha: float = 0.05) -> str:
+    """Whether continued pre-training before SFT helped, as the report's paired tests of
+    `pipeline` (CPT then SFT) against `sft` (SFT alone) say: it helps only where a test
+    finds it better, and "cannot tell" is said with the number of items."""
+    found = {m: find_verdict(verdicts, pipeline, sft, m)
+             for m in ("medical_knowledge", "medical_perplexity")}
+    if not any(found.values()):
+        return (f"no paired test of {pipeline} against {sft} in this report: rerun "
+                f'`python -m mclab report --only "{sft}" "{pipeline}"`')
+    better, worse, unclear = [], [], []
+    for metric, v in found.items():
+        if v is None:
+            continue
+        what = "medical terms" if metric == "medical_knowledge" else "held-out perplexity"
+        sign = 1 if QUALITY[metric] else -1
+        if v["p_value"] >= alpha or v["difference"] == 0:
+            unclear.append(f"cannot tell on {v['n']} items ({what})")
+        else:
+            (better if sign * v["difference"] > 0 else worse).append(what)
+    parts = []
+    if better:
+        parts.append(f"CPT before SFT **helped** here on {' and '.join(better)}")
+    if worse:
+        parts.append(f"it **hurt** on {' and '.join(worse)}")
+    if not better and not worse:
+        parts.append("CPT before SFT has **not** shown that it helps here")
+    return "; ".join(parts + unclear)
+
+
 def choice_panel(table: pd.DataFrame):
     """Pick a metric and budgets; the panel names the best method and redraws the scatter."""
     import ipywidgets as w
@@ -94,7 +125,8 @@ def choice_panel(table: pd.DataFrame):
     from .widgets import panel
 
     controls = {
-        "metric": w.Dropdown(options=list(QUALITY), value="company_knowledge",
+        "metric": w.Dropdown(options=[m for m in QUALITY if m in table],
+                             value="company_knowledge",
                              description="metric"),
         "seconds": w.FloatLogSlider(value=float(table["train_seconds"].max()) + 1, base=10,
                                     min=0, max=math.log10(float(table["train_seconds"].max()) + 10),

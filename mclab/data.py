@@ -49,6 +49,10 @@ SCHEMAS: dict[str, dict[str, dict[str, type | tuple]]] = {
         "heldout_prose": {"id": str, "topic": str, "text": str},
         "eval_mc": {"id": str, "term": str, "question": str, "options": list, "answer": int},
         "general_text": {"id": str, "topic": str, "text": str},
+        # term -> definition chats for SFT (tools/make_medical_sft.py): the answer is the
+        # glossary's definition; no term that eval_mc tests, none in both files
+        "sft_train": {"id": str, "term": str, "question": str, "answer": str},
+        "sft_val": {"id": str, "term": str, "question": str, "answer": str},
     },
     "local": {
         "lexicon": {"phrase": str, "meaning": str, "forms": list},
@@ -64,6 +68,8 @@ COMPANY_MC = ("eval_mc", "eval_uncovered_mc")
 # entity and the document a keyword search would hit (near_doc_id); off-topic has null there.
 COMPANY_UNANSWERABLE = ("eval_unanswerable", "val_unanswerable")
 UNANSWERABLE_KINDS = ("near-miss", "off-topic")
+# The medical SFT files: the first trains, the second chooses the number of steps.
+MEDICAL_SFT = ("sft_train", "sft_val")
 # Who may read a document: everyone, or the members of one group.
 ACCESS_LABELS = ("all", "managers", "hr", "security")
 
@@ -153,6 +159,8 @@ def _check_links(name: str, rows: dict[str, list[dict]], folder: Path) -> None:
         _check_uncovered(rows, folder)
         _check_unanswerable(rows, docs, folder)
         _check_restricted(rows, folder)
+    if name == "medical":
+        _check_medical_sft(rows, folder)
 
 
 def _check_doc_ids(split: str, items: list[dict], docs: dict[str, str], folder: Path,
@@ -252,6 +260,33 @@ def _check_restricted(rows: dict[str, list[dict]], folder: Path) -> None:
                 raise DataError(f"{where}: the gold value {row['gold']!r} does not occur in "
                                 f"{row['doc_id']!r}. Fix: copy it word for word from the "
                                 "document.")
+
+
+def _check_medical_sft(rows: dict[str, list[dict]], folder: Path) -> None:
+    """Each SFT chat answers with its term's glossary definition, word for word; no term is
+    one eval_mc tests (the eval stays held out), and no term or id is in both files."""
+    glossary = {g["term"]: g["definition"] for g in rows["glossary"]}
+    tested = {row["term"] for row in rows["eval_mc"]}
+    seen = {}  # term or id -> the file that has it
+    for split in MEDICAL_SFT:
+        for lineno, row in enumerate(rows[split], start=1):
+            where = f"{folder / split}.jsonl:{lineno}"
+            term = row["term"]
+            if term not in glossary:
+                raise DataError(f"{where}: term {term!r} is not in glossary.jsonl; the chats "
+                                "are built from it (tools/make_medical_sft.py)")
+            if row["answer"] != glossary[term]:
+                raise DataError(f"{where}: the answer differs from the glossary's definition "
+                                f"of {term!r}. Fix: rerun tools/make_medical_sft.py")
+            if term in tested:
+                raise DataError(f"{where}: term {term!r} is tested by eval_mc.jsonl; SFT "
+                                "chats must leave the eval's terms out. Fix: drop the row "
+                                "(tools/make_medical_sft.py does)")
+            for key in (f"term {term!r}", f"id {row['id']!r}"):
+                if seen.get(key, split) != split:
+                    raise DataError(f"{where}: {key} is also in {seen[key]}.jsonl; training "
+                                    "and validation chats must not share one")
+                seen[key] = split
 
 
 def check_data_dir(data_dir: str | Path | None = None, scenarios=SCENARIOS) -> Path:

@@ -178,10 +178,18 @@ def knowledge_score(model, tokenizer, items, contexts: list[str | None] | None =
     return KnowledgeResult(accuracy, preds, answers, probs)
 
 
-@torch.no_grad()
 def perplexity(model, tokenizer, texts: list[str], max_length: int = 512,
                batch_size: int = 2) -> float:
-    """exp(mean negative log-likelihood per token) over all texts together.
+    """exp(mean negative log-likelihood per token) over all texts together."""
+    nll, tokens = perplexity_items(model, tokenizer, texts, max_length, batch_size)
+    return math.exp(nll.sum() / tokens.sum())
+
+
+@torch.no_grad()
+def perplexity_items(model, tokenizer, texts: list[str], max_length: int = 512,
+                     batch_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Per text, the summed negative log-likelihood and the number of predicted tokens:
+    what a paired bootstrap over texts resamples (`mclab.stats.pooled_perplexity`).
 
     Small batches on purpose: the logits of one 512-token text over a 49k vocabulary
     take 100 MB, and the course plans for 2 GB in all.
@@ -189,7 +197,7 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 512,
     texts = list(texts)
     if not texts:
         raise ValueError("perplexity needs at least one text")
-    total_nll, total_tokens = 0.0, 0
+    nll_sums, token_counts = [], []
     old_side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:
         for start in range(0, len(texts), batch_size):
@@ -201,11 +209,11 @@ def perplexity(model, tokenizer, texts: list[str], max_length: int = 512,
             nll = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
                 reduction="none").view_as(target)
-            total_nll += nll[mask].sum().item()
-            total_tokens += int(mask.sum())
+            nll_sums += (nll * mask).sum(dim=1).tolist()
+            token_counts += mask.sum(dim=1).tolist()
     finally:
         tokenizer.padding_side = old_side
-    return math.exp(total_nll / total_tokens)
+    return np.array(nll_sums, dtype=float), np.array(token_counts, dtype=float)
 
 
 @lru_cache(maxsize=4096)

@@ -14,7 +14,7 @@ from .measure import PeakMemory, rss_mb  # noqa: F401  (notebooks import them fr
 from .scorecard import local_prompt
 from .training import TrainingInputError, chat_example
 
-SFT_DATASETS = ("company", "local")
+SFT_DATASETS = ("company", "local", "medical")
 
 
 def split_by_paraphrase(train_qa, held_out: int = 2,
@@ -45,6 +45,12 @@ def company_examples(rows) -> list[dict]:
             for r in rows]
 
 
+def medical_examples(rows) -> list[dict]:
+    """Term -> definition chats, in the system prompt and question format the eval asks in."""
+    return [chat_example(knowledge_prompt(r["question"]), r["answer"], system=KNOWLEDGE_SYSTEM)
+            for r in rows]
+
+
 def style_examples(rows) -> list[dict]:
     """Rewrite pairs as chats: the fixed rewrite instruction, answered in Australian English."""
     return [chat_example(local_prompt(r["neutral"]), r["local"]) for r in rows]
@@ -64,7 +70,8 @@ def sft_data(name: str, company: dict | None = None, local: dict | None = None,
     """(train, validation) `datasets.Dataset`s of chats for "company" or "local".
 
     company: QA chats (paraphrases `train_on` train, the third validates); local: rewrite
-    chats (every 8th training pair validates). `n_train`/`n_val` keep evenly spaced rows.
+    chats (every 8th training pair validates); medical: term -> definition chats
+    (sft_train.jsonl trains, sft_val.jsonl validates). `n_train`/`n_val` keep evenly spaced rows.
     """
     from datasets import Dataset
 
@@ -80,6 +87,9 @@ def sft_data(name: str, company: dict | None = None, local: dict | None = None,
         # every 8th pair validates (held out from training; the eval set stays untouched)
         train = style_examples([r for i, r in enumerate(rows) if i % 8 != 7])
         val = style_examples([r for i, r in enumerate(rows) if i % 8 == 7])
+    elif name == "medical":  # term -> definition; the eval's terms are in neither file
+        medical = load_scenario("medical")
+        train, val = (medical_examples(medical[split]) for split in ("sft_train", "sft_val"))
     else:
         raise TrainingInputError(f"unknown SFT dataset {name!r}; choose one of {SFT_DATASETS}")
     return subset(Dataset.from_list(train), n_train), subset(Dataset.from_list(val), n_val)

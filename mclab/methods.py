@@ -60,7 +60,10 @@ def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
     card = score_model(model, tokenizer, ctx.embedder, ctx.sets, parts=parts, **kwargs)
     row = {"company_knowledge": card.company_knowledge, "ms_per_answer": card.ms_per_answer,
            "company_uncovered": card.company_uncovered,
-           "medical_perplexity": card.medical_perplexity, "locality": card.locality}
+           "medical_perplexity": card.medical_perplexity, "locality": card.locality,
+           "medical_knowledge": card.medical_knowledge}
+    if card.medical_nll is not None:  # per held-out text: the paired bootstrap's items
+        row.update(medical_nll=card.medical_nll, medical_tokens=card.medical_tokens)
     if card.answers is not None:
         row.update(company_answer_match=card.company_answer_match,
                    company_answer_f1=card.company_answer_f1, false_abstain=card.false_abstain,
@@ -69,7 +72,8 @@ def score(ctx: Context, model, tokenizer, parts=None, **kwargs) -> dict:
                    answer_f1_items=card.answers.f1, answer_abstained=card.answers.abstained,
                    unanswerable_texts=card.unanswerable,
                    unanswerable_abstained=[is_abstention(t) for t in card.unanswerable])
-    for key, result in (("company", card.company), ("uncovered", card.uncovered)):
+    for key, result in (("company", card.company), ("uncovered", card.uncovered),
+                        ("medical", card.medical)):
         if result is not None:
             row[f"{key}_probs"] = [p.tolist() for p in result.probs]
             row[f"{key}_answers"] = result.answers
@@ -211,9 +215,11 @@ def _cpt(ctx, texts: list[str], name: str) -> dict:
     return trained(ctx, train_cpt(model, tok, pieces, training.config(f"report-{name}")), tok)
 
 
-def run_cpt_medical(ctx):  # dermatology prose with replay written by the base model
+def _train_medical_cpt(ctx):
+    """CPT + replay's training (dermatology prose with replay written by the base model):
+    its `TrainResult` and tokenizer. The medical SFT rows start from the same model."""
     from .data import load_scenario
-    from .pretraining import generate_replay, medical_corpus, mix_replay
+    from .pretraining import chunk_text, generate_replay, medical_corpus, mix_replay, train_cpt
 
     recipe = recipes.CPT
     model, tok = ctx.base()
@@ -222,7 +228,14 @@ def run_cpt_medical(ctx):  # dermatology prose with replay written by the base m
     del model
     texts = mix_replay(medical_corpus(load_scenario("medical")), replay, recipe.replay_ratio,
                        seed=ctx.settings.seed)
-    return _cpt(ctx, texts, "cpt-medical")
+    model, tok = ctx.base()
+    pieces = [p for t in texts for p in chunk_text(t, tok, recipe.training.max_length)]
+    return train_cpt(model, tok, pieces, recipe.training.config("report-cpt-medical")), tok
+
+
+def run_cpt_medical(ctx):
+    result, tok = _train_medical_cpt(ctx)
+    return trained(ctx, result, tok)
 
 
 def run_cpt_documents(ctx):
@@ -235,6 +248,74 @@ def run_cpt_paraphrases(ctx):
     from .pretraining import company_corpus
 
     return _cpt(ctx, company_corpus(ctx.company, paraphrases=True), "cpt-paraphrases")
+
+
+# ------------------------------------------------------------------ CPT, then SFT (medical)
+
+MEDICAL_PARTS = ("company", "medical")  # a medical model's other scenarios are not its job
+
+
+def check_medical_sft_steps(record: Path | None = None) -> None:
+    """Full mode: refuse to train the medical rows until the recipe's steps are the ones
+    tools/choose_medical_sft_steps.py chose on validation (reports/medical_sft_steps.json)."""
+    import json
+
+    from .training import TrainingInputError
+
+    settings = get_settings()
+    if settings.quick:
+        return
+    record = Path(record or settings.reports_dir / "medical_sft_steps.json")
+    steps = recipes.MEDICAL_SFT.training.max_steps.full
+    how = ("run `python tools/choose_medical_sft_steps.py` (full mode) and copy its "
+           "chosen_steps into recipes.MedicalSft")
+    if not record.exists():
+        raise TrainingInputError(f"the medical SFT steps are not chosen yet ({record} is "
+                                 f"missing): {how}")
+    chosen = json.loads(record.read_text()).get("chosen_steps")
+    if chosen != steps:
+        raise TrainingInputError(f"recipes.MedicalSft trains {steps} steps, validation chose "
+                                 f"{chosen} ({record}): {how}")
+
+
+def _train_medical_sft(model, tok, name: str):
+    """The medical SFT recipe on `model` (the base, or the CPT model), validated as it goes."""
+    from .finetuning import sft_data
+    from .training import train_sft
+
+    recipe = recipes.MEDICAL_SFT
+    train, val = sft_data("medical", n_train=recipe.n_train.get(), n_val=recipe.n_val.get())
+    return train_sft(model, tok, train, recipe.training.config(f"report-{name}"),
+                     eval_dataset=val)
+
+
+def validation_curve(result) -> list[list[float]]:
+    """[step, validation loss] pairs a training result logged."""
+    return [[row["step"], row["eval_loss"]] for row in result.history if "eval_loss" in row]
+
+
+def run_medical_sft(ctx):
+    check_medical_sft_steps()
+    model, tok = ctx.base()
+    sft = _train_medical_sft(model, tok, "medical-sft")
+    return {**trained(ctx, sft, tok, parts=MEDICAL_PARTS),
+            "sft_validation_loss": validation_curve(sft)}
+
+
+def run_cpt_then_medical_sft(ctx):
+    """CPT + replay, then medical SFT on its model. Training seconds add up; the stored
+    artifact is one full model either way. The CPT stage's held-out perplexity is kept, to
+    show it is the model the "CPT + replay" row scored (training is seeded)."""
+    from .evaluation import perplexity
+
+    check_medical_sft_steps()  # before the CPT stage's minutes
+    cpt, tok = _train_medical_cpt(ctx)
+    cpt_ppl = perplexity(cpt.model, tok, ctx.sets["medical_heldout"]["text"])
+    sft = _train_medical_sft(cpt.model, tok, "cpt-then-medical-sft")
+    row = trained(ctx, sft, tok, parts=MEDICAL_PARTS)
+    return {**row, "train_seconds": row["train_seconds"] + cpt.seconds,
+            "cpt_train_seconds": cpt.seconds, "cpt_stage_medical_perplexity": cpt_ppl,
+            "sft_validation_loss": validation_curve(sft)}
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -339,6 +420,10 @@ METHODS = [
     Method("CPT documents", "continued pre-training", "company", run_cpt_documents),
     Method("CPT documents + paraphrases", "continued pre-training", "company",
            run_cpt_paraphrases),
+    # CPT before SFT on the medical scenario: SFT alone, and SFT on the CPT + replay model
+    Method("medical SFT", "supervised fine-tuning", "medical", run_medical_sft),
+    Method("CPT + replay, then medical SFT", "continued pre-training", "medical",
+           run_cpt_then_medical_sft),
     Method("full SFT", "supervised fine-tuning", "company", run_full_sft),
     Method("LoRA r=16", "parameter-efficient", "company", run_lora),
     Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix),

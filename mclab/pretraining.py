@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .evaluation import knowledge_score, perplexity
+import numpy as np
+
+from .evaluation import KnowledgeResult, knowledge_score, perplexity, perplexity_items
 from .training import TrainConfig, TrainingInputError, train_sft
 
 # Everyday topics for the model's own replay text. Broad on purpose: replay stands in for
@@ -166,6 +168,37 @@ def domain_scores(model, tokenizer, sets: dict, knowledge: tuple = ("medical",))
     if "company" in knowledge:
         scores.company_knowledge = knowledge_score(model, tokenizer, sets["company_mc"]).accuracy
     return scores
+
+
+@dataclass
+class MedicalItems:
+    """One model's medical evals item by item, for intervals and paired tests."""
+
+    knowledge: KnowledgeResult  # the term multiple choice, per question
+    nll: np.ndarray = field(repr=False)  # per held-out text: summed negative log-likelihood
+    tokens: np.ndarray = field(repr=False)  # per held-out text: tokens predicted
+
+    @property
+    def perplexity(self) -> float:
+        return float(np.exp(self.nll.sum() / self.tokens.sum()))
+
+
+def medical_items(model, tokenizer, sets: dict) -> MedicalItems:
+    """The medical multiple choice and held-out perplexity, kept per question and per text."""
+    nll, tokens = perplexity_items(model, tokenizer, sets["medical_heldout"]["text"])
+    return MedicalItems(knowledge_score(model, tokenizer, sets["medical_mc"]), nll, tokens)
+
+
+def compare_medical(a: MedicalItems, b: MedicalItems, names: tuple[str, str]) -> dict:
+    """A against B on the same items: exact McNemar on the terms, paired bootstrap over
+    texts on perplexity (lower wins); each as the test result and its sentence."""
+    from .stats import mcnemar_exact, paired_perplexity, verdict
+
+    terms = mcnemar_exact(a.knowledge.correct, b.knowledge.correct)
+    ppl = paired_perplexity((a.nll, a.tokens), (b.nll, b.tokens))
+    return {"terms": terms, "terms_verdict": verdict(terms, names=names),
+            "perplexity": ppl,
+            "perplexity_verdict": verdict(ppl, names=names, higher_is_better=False)}
 
 
 def relative_change(before: float, after: float) -> float:

@@ -174,6 +174,31 @@ class Cpt:
     replay_tokens: Sized = Sized(32, 96)
 
 
+# --------------------------------------------------------------------------- CPT then SFT (03)
+
+@dataclass(frozen=True)
+class MedicalSft:
+    """Term -> definition chats (medical/sft_train.jsonl) on every weight, from the base
+    ("medical SFT") or from the CPT + replay model ("CPT + replay, then medical SFT").
+
+    The learning rate and optimizer are 04's full SFT's (not tuned here); the steps were
+    chosen on medical/sft_val.jsonl by validation loss, both starting points together
+    (tools/choose_medical_sft_steps.py, reports/medical_sft_steps.json). `demo` is 03's
+    smaller budget, which must fit that notebook's time: 03 says its numbers are not the
+    report's.
+    """
+
+    notebook: str = "03_continued_pretraining"
+    training: Training = Training(learning_rate=5e-5, max_steps=Sized(2, 16), batch_size=8,
+                                  max_length=128, optimizer="adafactor",
+                                  eval_steps=Sized(1, 4), **FRUGAL)
+    demo: Training = Training(learning_rate=5e-5, max_steps=Sized(1, 4), batch_size=8,
+                              max_length=128, optimizer="adafactor",
+                              eval_steps=Sized(1, 4), **FRUGAL)
+    n_train: Sized = Sized(8, None)  # training chats (None: all)
+    n_val: Sized = Sized(4, None)  # validation chats (None: all)
+
+
 # --------------------------------------------------------------------------- SFT (04)
 
 @dataclass(frozen=True)
@@ -279,6 +304,7 @@ PROMPT_ENGINEERING = PromptEngineering()
 FEW_SHOT = FewShot()
 RAG = Rag()
 CPT = Cpt()
+MEDICAL_SFT = MedicalSft()
 FULL_SFT = CompanySft()
 # LoRA (06's adapter) on 04's company data, trained by the report only (no notebook runs it);
 # its rate is 20x full SFT's (the adapters start at zero and train 0.5% of the weights)

@@ -82,10 +82,13 @@ def run_one(name: str, out: Path, add: str | None = None) -> dict:
         same = new.get("company_answers") == row.get("company_answers") and \
             np.allclose(new.get("company_probs", []), row.get("company_probs", []), atol=1e-3)
         fields = ADDED_FIELDS[add]
+        record = {"company_reproduced": bool(same), "seconds": time.perf_counter() - start}
+        if add == "medical" and row.get("medical_perplexity") is not None:
+            # the per-text parts must give the perplexity the row already has
+            record["medical_perplexity_reproduced"] = bool(np.isclose(
+                new["medical_perplexity"], row["medical_perplexity"], rtol=1e-4))
         row = {**row, **{k: v for k, v in new.items() if k in fields},
-               "added_parts": {**row.get("added_parts", {}),
-                               add: {"company_reproduced": bool(same),
-                                     "seconds": time.perf_counter() - start}}}
+               "added_parts": {**row.get("added_parts", {}), add: record}}
     if is_main_process():  # under `accelerate launch` every process trains; one writes
         write_json_atomic(Path(out) / "rows" / f"{slug(m.name)}.json", row)
     return row
@@ -111,7 +114,9 @@ ADDED_FIELDS = {"answers": ("company_answer_match", "company_answer_f1", "false_
                             "abstain_unanswerable", "answer_texts", "answer_match_items",
                             "answer_f1_items", "answer_abstained", "unanswerable_texts",
                             "unanswerable_abstained",
-                            "rag_answers", "answers_supported", "rag_unanswerable_reasons")}
+                            "rag_answers", "answers_supported", "rag_unanswerable_reasons"),
+                "medical": ("medical_knowledge", "medical_probs", "medical_answers",
+                            "medical_nll", "medical_tokens")}
 
 
 def _child(name: str, out: Path, add: str | None = None) -> tuple[int, float]:

@@ -41,6 +41,11 @@ COLUMNS = {
                          "contain the correct option's text (an answer can be faithful to them)",
     "medical_perplexity": "perplexity on held-out dermatology prose, lower is better; "
                           "null where the weights are the base's (same as the base row)",
+    "medical_perplexity_ci": "95% interval of medical_perplexity: percentile bootstrap over "
+                             "the held-out texts (total log-likelihood / total tokens)",
+    "medical_knowledge": "medical term multiple-choice accuracy (a reworded definition -> "
+                         "its term, chance 0.25), higher is better; null where not scored",
+    "medical_knowledge_ci": "95% interval of medical_knowledge (bootstrap over the questions)",
     "locality": "local-English rewrite score, higher is better: mean over the sentences of "
                 "(a local phrase replaced words of the sentence: swap) x (meaning kept); "
                 "null where the method has no rewrite variant",
@@ -75,7 +80,13 @@ RAG_NAME = recipes.RAG.method_name  # "RAG (hybrid, k=2)": the row carries its s
 ENSEMBLE = (RAG_NAME, "full SFT", "LoRA r=16")  # averaged option probabilities
 ENSEMBLE_NAME = "ensemble (RAG + SFT + LoRA)"
 # the multiple-choice evals a row may carry per question: row key prefix -> table column
-KNOWLEDGE_EVALS = (("company", "company_knowledge"), ("uncovered", "company_uncovered"))
+KNOWLEDGE_EVALS = (("company", "company_knowledge"), ("uncovered", "company_uncovered"),
+                   ("medical", "medical_knowledge"))
+# CPT before SFT on the medical scenario: the pipeline against each of its halves
+MEDICAL_SFT, CPT_THEN_SFT, MEDICAL_CPT = ("medical SFT", "CPT + replay, then medical SFT",
+                                          "CPT + replay")
+MEDICAL_PAIRS = ((CPT_THEN_SFT, MEDICAL_SFT), (CPT_THEN_SFT, MEDICAL_CPT),
+                 (MEDICAL_SFT, MEDICAL_CPT))
 # per-question yes/no results of the written answers: row key -> table column
 ANSWER_EVALS = (("answer_match_items", "company_answer_match"),
                 ("unanswerable_abstained", "abstain_unanswerable"))
@@ -154,14 +165,14 @@ def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str,
     pairs += [("LoRA r=16", "full SFT"), ("CPT documents + paraphrases", "CPT documents"),
               (RAG_NAME, "full SFT"), (RAG_NAME, "CPT documents + paraphrases"),
               ("retrieval over training Q&A (k=4)", RAG_NAME),
-              ("few-shot (4 other facts)", "prompt engineering")]
+              ("few-shot (4 other facts)", "prompt engineering"), *MEDICAL_PAIRS]
     return [(a, b) for a, b in pairs if a in accuracy and b in accuracy]
 
 
 def paired_verdicts(rows: list[dict]) -> list[dict]:
     """Every stated comparison as a paired test on the same items: exact McNemar for the
     company accuracies, paired bootstrap for locality (sentence by sentence)."""
-    from .stats import mcnemar_exact, paired_bootstrap, verdict
+    from .stats import mcnemar_exact, paired_bootstrap, paired_perplexity, verdict
 
     def record(a, b, metric, name, test, **counts):
         out.append({"a": a, "b": b, "metric": metric, "test": name, "n": test.n, **counts,
@@ -176,6 +187,16 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
         for a, b in comparisons(list(correct), accuracy):
             test = mcnemar_exact(correct[a], correct[b])
             record(a, b, metric, "exact McNemar", test, a_only=test.b, b_only=test.c)
+    ppl = {r["method"]: (np.array(r["medical_nll"]), np.array(r["medical_tokens"]))
+           for r in rows if r.get("medical_nll")}
+    for a, b in [(n, "base") for n in ppl if n != "base"] + list(MEDICAL_PAIRS):
+        if a in ppl and b in ppl:  # lower is better: a negative difference favours a
+            test = paired_perplexity(ppl[a], ppl[b])
+            out.append({"a": a, "b": b, "metric": "medical_perplexity",
+                        "test": "paired bootstrap", "n": test.n, "p_value": test.p_value,
+                        "difference": test.difference.estimate,
+                        "difference_ci": [test.difference.low, test.difference.high],
+                        "verdict": verdict(test, names=(a, b), higher_is_better=False)})
     local = {r["method"]: np.array(r["locality_items"]) for r in rows if r.get("locality_items")}
     for a in local:
         for b in [m for m in ("base", "local SFT (LoRA)") if m in local and m != a]:
@@ -186,13 +207,16 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
 
 
 def with_intervals(row: dict) -> dict:
-    from .stats import bootstrap_ci
+    from .stats import bootstrap_ci, perplexity_ci
 
     row = dict(row)
     for key, metric in KNOWLEDGE_EVALS + ANSWER_EVALS:
         if (correct := yes_no_items(row, key)) is not None:
             ci = bootstrap_ci(correct.astype(float))
             row[f"{metric}_ci"] = [ci.low, ci.high]
+    if row.get("medical_nll"):
+        ci = perplexity_ci(np.array(row["medical_nll"]), np.array(row["medical_tokens"]))
+        row["medical_perplexity_ci"] = [ci.low, ci.high]
     if row.get("locality_items"):
         ci = bootstrap_ci(np.array(row["locality_items"]))
         row["locality_ci"] = [ci.low, ci.high]
@@ -296,7 +320,7 @@ def write_report(out: Path, provenance: dict | None = None) -> dict:
     return report
 
 
-SHARES = ("company_knowledge", "company_uncovered", "company_answer_match", "company_answer_f1",
+SHARES = ("company_knowledge", "company_uncovered", "medical_knowledge", "company_answer_match", "company_answer_f1",
           "false_abstain", "abstain_unanswerable", "answers_supported", "locality",
           "style_rate", "swap_rate", "meaning")
 
@@ -344,7 +368,7 @@ def markdown_table(report: dict) -> str:
                   for r in report["references"]]
     if report.get("verdicts"):
         lines += ["", "Paired verdicts on the same items (alpha 0.05; exact McNemar for "
-                      "accuracies, paired bootstrap for locality):", ""]
+                      "accuracies, paired bootstrap for locality and perplexity):", ""]
         lines += [f"- {v['metric']}: {v['verdict']}" for v in report["verdicts"]]
     lines += ["", "Columns:", ""] + [f"- `{c}`: {d}" for c, d in report["columns"].items()]
     return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from .answers import (AnswerResult, answer_questions, is_abstention, read_answer
 from .config import get_settings
 from .data import load_scenario, subset
 from .evaluation import (KNOWLEDGE_SYSTEM, KnowledgeResult, knowledge_score,
-                         locality_score, perplexity)
+                         locality_score, perplexity, perplexity_items)
 from .generation import generate
 
 # held-out items scored in quick mode (full mode: all of them): enough for every cell to run
@@ -155,6 +155,9 @@ class Scorecard:
     seconds: float = 0.0  # wall time of the whole scoring
     company: KnowledgeResult | None = field(default=None, repr=False)  # per-item answers
     uncovered: KnowledgeResult | None = field(default=None, repr=False)
+    medical: KnowledgeResult | None = field(default=None, repr=False)  # medical term items
+    medical_nll: list[float] | None = field(default=None, repr=False)  # per held-out text
+    medical_tokens: list[float] | None = field(default=None, repr=False)  # its tokens
     answers: AnswerResult | None = field(default=None, repr=False)  # written answers
     unanswerable: list[str] = field(default_factory=list, repr=False)  # answers to those
     local: VariantResult | None = field(default=None, repr=False)  # outputs, per-item scores
@@ -162,7 +165,8 @@ class Scorecard:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("samples", "company", "uncovered", "answers", "unanswerable", "local") and v is not None}
+                if k not in ("samples", "company", "uncovered", "answers", "unanswerable", "local",
+                             "medical", "medical_nll", "medical_tokens") and v is not None}
 
 
 def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
@@ -216,8 +220,11 @@ def score_model(model, tokenizer, embedder, sets: dict | None = None, *,
         card.unanswerable = answer(list(sets["company_unanswerable"]))
         card.abstain_unanswerable = float(np.mean([is_abstention(t) for t in card.unanswerable]))
     if "medical" in parts:
-        card.medical_knowledge = knowledge_score(model, tokenizer, sets["medical_mc"]).accuracy
-        card.medical_perplexity = perplexity(model, tokenizer, sets["medical_heldout"]["text"])
+        card.medical = knowledge_score(model, tokenizer, sets["medical_mc"])
+        card.medical_knowledge = card.medical.accuracy
+        nll, tokens = perplexity_items(model, tokenizer, sets["medical_heldout"]["text"])
+        card.medical_nll, card.medical_tokens = nll.tolist(), tokens.tolist()
+        card.medical_perplexity = float(np.exp(nll.sum() / tokens.sum()))
         card.general_perplexity = perplexity(model, tokenizer, sets["general_text"]["text"])
     if "locality" in parts:
         local_eval = sets["local_eval"]

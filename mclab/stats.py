@@ -192,3 +192,21 @@ def verdict(result: McNemarResult | PairedResult, alpha: float = 0.05, names=("A
     estimate = -estimate if swap else estimate
     return (f"{head} (paired bootstrap {format_p(result.p_value)}, difference {estimate:+.3g}, "
             f"{diff.level:.0%} CI [{low:.3g}, {high:.3g}])")
+
+
+def pooled_perplexity(nll, tokens) -> float:
+    """exp(total negative log-likelihood / total tokens) over texts: the corpus perplexity
+    `mclab.evaluation.perplexity` reports, from its per-text parts (`perplexity_items`)."""
+    return float(np.exp(np.sum(nll) / np.sum(tokens)))
+
+
+def perplexity_ci(nll, tokens, **kwargs) -> Interval:
+    """Bootstrap interval of the pooled perplexity, resampling texts."""
+    return bootstrap_ci((nll, tokens), stat=pooled_perplexity, **kwargs)
+
+
+def paired_perplexity(a: tuple, b: tuple, **kwargs) -> PairedResult:
+    """Perplexity(A) - perplexity(B) on the same texts (each side: per-text nll, tokens),
+    paired bootstrap over texts; negative means A predicts the texts better."""
+    return paired_bootstrap(tuple(a), tuple(b), stat=pooled_perplexity, **kwargs)
+

@@ -133,16 +133,16 @@ def test_broken_unanswerable_row_names_file_and_line(tmp_path, monkeypatch, spli
     assert f"{path}:{lineno}" in str(err.value)
 
 
-def _broken_company_copy(tmp_path, monkeypatch, split, lineno, change):
-    """A copy of the shipped data with one row of company/<split>.jsonl changed; MCLAB_DATA
-    points at it."""
+def _broken_company_copy(tmp_path, monkeypatch, split, lineno, change, scenario="company"):
+    """A copy of the shipped data with one row of <scenario>/<split>.jsonl changed;
+    MCLAB_DATA points at it."""
     import shutil
 
     from mclab import config
 
     copy = tmp_path / "data"
     shutil.copytree(config.shipped_data_dir(), copy)
-    path = copy / "company" / f"{split}.jsonl"
+    path = copy / scenario / f"{split}.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     row = json.loads(lines[lineno - 1])
     change(row)
@@ -177,6 +177,48 @@ def test_uncovered_fact_id_that_overlaps_is_rejected(tmp_path, monkeypatch, othe
     with pytest.raises(DataError, match=f"also used in {other}.jsonl") as err:
         load_scenario("company")
     assert f"{path}:7" in str(err.value) and "new fact id" in str(err.value)
+
+
+def test_medical_sft_chats_leave_the_eval_terms_out():
+    """The SFT chats are the glossary's definitions of terms eval_mc does not test, split
+    into training and validation by term, exactly as tools/make_medical_sft.py writes them."""
+    import importlib.util
+    from pathlib import Path
+
+    medical = load_scenario("medical")
+    train, val = list(medical["sft_train"]), list(medical["sft_val"])
+    tested = set(medical["eval_mc"]["term"])
+    glossary = {g["term"]: g["definition"] for g in medical["glossary"]}
+    train_terms, val_terms = {r["term"] for r in train}, {r["term"] for r in val}
+    assert not (train_terms | val_terms) & tested
+    assert not train_terms & val_terms and len(val) >= 15 and len(train) >= 90
+    assert all(r["answer"] == glossary[r["term"]] for r in train + val)
+    assert train_terms | val_terms | tested == set(glossary)  # every other term is used
+    tool = Path(__file__).resolve().parent.parent / "tools" / "make_medical_sft.py"
+    spec = importlib.util.spec_from_file_location("make_medical_sft", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.build() == (train, val)
+
+
+def _eval_term(row):
+    row.update(term="bulla", answer=next(
+        g["definition"] for g in read_jsonl(data.shipped_data_dir() / "medical" /
+                                            "glossary.jsonl") if g["term"] == "bulla"))
+
+
+@pytest.mark.parametrize("split, lineno, change, message", [
+    ("sft_train", 4, _eval_term, "term 'bulla' is tested by eval_mc.jsonl"),
+    ("sft_val", 2, lambda row: row.update(answer="A rash."), "differs from the glossary"),
+    ("sft_val", 3, lambda row: row.update(term="a made-up term"), "is not in glossary.jsonl"),
+    ("sft_val", 5, lambda row: row.update(id="sft-train-001"), "also in sft_train.jsonl"),
+])
+def test_broken_medical_sft_row_names_file_and_line(tmp_path, monkeypatch, split, lineno,
+                                                    change, message):
+    path = _broken_company_copy(tmp_path, monkeypatch, split, lineno, change, "medical")
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        load_scenario("medical")
+    assert f"{path}:{lineno}" in str(err.value)
 
 
 def test_local_rewrites_use_the_lexicon():

@@ -54,6 +54,24 @@ def test_perplexity_prefers_fluent_text(model_and_tokenizer):
     assert 1 < fluent < scrambled
 
 
+def test_perplexity_items_are_each_texts_own_and_pool_to_the_perplexity(load_tiny):
+    """Per-text parts (what the paired bootstrap resamples): padding in a batch adds nothing,
+    and pooled they give `perplexity`."""
+    import math
+
+    from mclab.evaluation import perplexity_items
+
+    model, tok = load_tiny()
+    texts = ["A short one.", "A longer text that needs padding beside the short one here.",
+             "Third."]
+    nll, tokens = perplexity_items(model, tok, texts, batch_size=2)
+    for i, text in enumerate(texts):
+        alone_nll, alone_tokens = perplexity_items(model, tok, [text])
+        assert tokens[i] == alone_tokens[0] == len(tok(text)["input_ids"]) - 1
+        assert nll[i] == pytest.approx(alone_nll[0], rel=1e-4)
+    assert perplexity(model, tok, texts) == pytest.approx(math.exp(nll.sum() / tokens.sum()))
+
+
 def test_lexicon_hits_whole_words_only():
     lexicon = [{"phrase": "arvo", "forms": ["arvo"]}, {"phrase": "ta", "forms": ["ta"]}]
     assert lexicon_hits("See you this Arvo!", lexicon) == ["arvo"]

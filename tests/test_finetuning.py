@@ -158,3 +158,19 @@ def test_sft_panel_opens_on_default_and_trains_on_press(capsys):
     assert calls == []
     panel.train()
     assert calls == [{"learning_rate": pytest.approx(3e-5), "epochs": 1.0, "dataset": "company"}]
+
+
+def test_medical_sft_chats_ask_in_the_evals_format_about_other_terms():
+    from mclab.data import load_scenario
+    from mclab.evaluation import KNOWLEDGE_SYSTEM
+    from mclab.finetuning import sft_data
+
+    train, val = sft_data("medical", n_val=5)
+    medical = load_scenario("medical")
+    assert len(train) == len(medical["sft_train"]) and len(val) == 5
+    first = train[0]
+    assert first["prompt"][0] == {"role": "system", "content": KNOWLEDGE_SYSTEM}
+    assert medical["sft_train"][0]["question"] in first["prompt"][-1]["content"]
+    assert first["completion"][0]["content"] == medical["sft_train"][0]["answer"]
+    chats = " ".join(row["prompt"][-1]["content"] for row in list(train) + list(val))
+    assert not any(f"'{term}'" in chats for term in medical["eval_mc"]["term"])

@@ -99,3 +99,33 @@ def test_every_reported_method_is_built_from_recipes():
         callees = [getattr(methods, n) for n in dir(methods) if n.startswith("_")
                    and callable(getattr(methods, n)) and f"{n}(" in source]
         assert "recipes." in source + "".join(inspect.getsource(f) for f in callees), m.name
+
+
+def test_medical_sft_steps_are_the_ones_chosen_on_validation():
+    """tools/choose_medical_sft_steps.py writes its choice (validation loss, never the evals);
+    the recipe must carry it. 03's demo budget is smaller, never larger."""
+    recipe = recipes.MEDICAL_SFT
+    demo, full = recipe.demo.max_steps, recipe.training.max_steps
+    assert demo.full <= full.full and demo.quick <= full.quick
+    record = Path(__file__).resolve().parent.parent / "reports" / "medical_sft_steps.json"
+    if not record.exists():
+        pytest.skip("reports/medical_sft_steps.json not written yet: run "
+                    "tools/choose_medical_sft_steps.py in full mode")
+    chosen = json.loads(record.read_text())
+    assert chosen["mode"] == "full" and chosen["chosen_steps"] == full.full
+
+
+def test_medical_rows_refuse_steps_not_chosen_on_validation(tmp_path, monkeypatch):
+    from mclab.methods import check_medical_sft_steps
+    from mclab.training import TrainingInputError
+
+    monkeypatch.setenv("MCLAB_QUICK", "0")
+    record = tmp_path / "medical_sft_steps.json"
+    with pytest.raises(TrainingInputError, match="not chosen yet"):
+        check_medical_sft_steps(record)
+    steps = recipes.MEDICAL_SFT.training.max_steps.full
+    record.write_text(json.dumps({"mode": "full", "chosen_steps": steps + 1}))
+    with pytest.raises(TrainingInputError, match=f"trains {steps} steps, validation chose"):
+        check_medical_sft_steps(record)
+    record.write_text(json.dumps({"mode": "full", "chosen_steps": steps}))
+    check_medical_sft_steps(record)

@@ -429,3 +429,60 @@ def test_committed_written_answers_come_from_the_models_the_other_columns_measur
             assert row["abstain_unanswerable"] == pytest.approx(
                 np.mean(row["unanswerable_abstained"]))
     assert added >= 8
+
+
+def test_medical_rows_get_intervals_and_the_cpt_before_sft_verdicts(tmp_path):
+    """CPT before SFT: each pipeline against its halves, McNemar on the medical terms and a
+    paired bootstrap over texts on perplexity (lower wins), every row with its intervals."""
+    from mclab.report_table import CPT_THEN_SFT, MEDICAL_CPT, MEDICAL_SFT
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(80, 160, size=16).tolist()
+    answers = [0, 1, 2, 3] * 5
+
+    def medical(name, right, nats):  # `right` of 20 items answered, `nats` per token
+        probs = [[0.7 if j == (a if i < right else (a + 1) % 4) else 0.1 for j in range(4)]
+                 for i, a in enumerate(answers)]
+        return {**_row(name, 0.3), "trained_on": "medical", "medical_probs": probs,
+                "medical_answers": answers, "medical_knowledge": right / 20,
+                "medical_nll": [t * nats for t in tokens], "medical_tokens": tokens,
+                "medical_perplexity": float(np.exp(nats))}
+
+    rows = [medical("base", 5, 2.6), medical(MEDICAL_CPT, 6, 2.2),
+            medical(MEDICAL_SFT, 16, 2.5), medical(CPT_THEN_SFT, 17, 2.1)]
+    for r in rows:
+        write_json_atomic(tmp_path / "rows" / f"{report.slug(r['method'])}.json", r)
+    result = report.write_report(tmp_path)
+    table = {r["method"]: r for r in result["rows"]}
+    low, high = table[CPT_THEN_SFT]["medical_perplexity_ci"]
+    assert low <= np.exp(2.1) <= high and table[CPT_THEN_SFT]["medical_knowledge_ci"][1] <= 1
+    tests = {(v["a"], v["b"], v["metric"]): v for v in result["verdicts"]}
+    ppl = tests[(CPT_THEN_SFT, MEDICAL_SFT, "medical_perplexity")]
+    assert ppl["difference"] < 0 and ppl["p_value"] < 0.05
+    assert ppl["verdict"].startswith(f"{CPT_THEN_SFT} beats {MEDICAL_SFT}")
+    mc = tests[(CPT_THEN_SFT, MEDICAL_SFT, "medical_knowledge")]  # 17 vs 16 of 20
+    assert (mc["a_only"], mc["b_only"]) == (1, 0) and mc["verdict"].startswith("cannot tell")
+    assert (MEDICAL_SFT, MEDICAL_CPT, "medical_knowledge") in tests
+    assert (CPT_THEN_SFT, "base", "medical_perplexity") in tests
+    assert "medical_perplexity: " in (tmp_path / "comparison.md").read_text()
+
+
+
+def test_cpt_before_sft_advice_follows_the_paired_tests():
+    from mclab.choosing import cpt_before_sft_advice
+
+    def v(metric, p, difference, n):
+        return {"a": "P", "b": "S", "metric": metric, "p_value": p, "difference": difference,
+                "n": n}
+
+    assert "no paired test" in cpt_before_sft_advice([], "P", "S")
+    unclear = cpt_before_sft_advice([v("medical_knowledge", 0.4, 0.05, 46),
+                                     v("medical_perplexity", 0.3, -1.0, 16)], "P", "S")
+    assert "not** shown" in unclear and "cannot tell on 46 items" in unclear \
+        and "cannot tell on 16 items" in unclear
+    # perplexity: lower is better, so a negative difference is a gain
+    helped = cpt_before_sft_advice([v("medical_knowledge", 0.4, 0.05, 46),
+                                    v("medical_perplexity", 0.001, -2.0, 16)], "P", "S")
+    assert helped.startswith("CPT before SFT **helped** here on held-out perplexity")
+    hurt = cpt_before_sft_advice([v("medical_knowledge", 0.01, -0.2, 46)], "P", "S")
+    assert "**hurt** on medical terms" in hurt and "helped" not in hurt

@@ -150,3 +150,29 @@ def test_format_p(p, text):
 def test_bad_input_raises_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_pooled_perplexity_weighs_texts_by_their_tokens():
+    from mclab.stats import pooled_perplexity
+
+    # 2 nats over 1 token and 4 over 3: exp(6 / 4), not the mean of exp(2) and exp(4 / 3)
+    assert pooled_perplexity([2.0, 4.0], [1, 3]) == pytest.approx(np.exp(1.5))
+
+
+def test_paired_perplexity_names_the_lower_one_the_winner():
+    from mclab.stats import paired_perplexity, perplexity_ci
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(50, 150, size=16).astype(float)
+    nll_b = tokens * rng.uniform(2.0, 2.6, size=16)
+    nll_a = nll_b - 0.2 * tokens  # a predicts every text better
+    ci = perplexity_ci(nll_a, tokens)
+    assert ci.low < ci.estimate < ci.high
+    assert ci.estimate == pytest.approx(perplexity(nll_a, tokens))
+    result = paired_perplexity((nll_a, tokens), (nll_b, tokens))
+    assert result.difference.estimate < 0 and result.difference.high < 0 and result.p_value < 0.01
+    text = verdict(result, names=("CPT", "SFT"), higher_is_better=False)
+    assert text.startswith("CPT beats SFT")
+    same = paired_perplexity((nll_a, tokens), (nll_a, tokens))
+    assert same.p_value == 1.0 and verdict(same, names=("a", "b"), higher_is_better=False) \
+        .startswith("cannot tell a from b on 16 items")
