@@ -1,0 +1,340 @@
+"""The exercises that write a method's mechanism (issue 17): each check passes the reference
+solution, compared with the library's own result, and fails plausible wrong answers with
+feedback that says what differs."""
+
+import math
+from math import comb
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mclab.checks import ExerciseFailed
+
+
+def fails(check, answer, *args, match: str):
+    with pytest.raises(ExerciseFailed, match=match):
+        check(answer, *args)
+
+
+# ---------------------------------------------------------------- 00: option log-likelihood
+
+def option_score(model, tokenizer, prompt, option):
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    o = tokenizer(option, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([p + o])).logits[0].float(), -1)
+    return float(np.mean([logp[len(p) - 1 + i, t].item() for i, t in enumerate(o)]))
+
+
+def test_option_logprob_check(load_tiny, capsys):
+    from mclab.checks import foundation as checks
+
+    model, tok = load_tiny()
+    items = [{"question": "Who runs the Quay Street office?",
+              "options": ["Ida Quill", "Bo", "the regional manager of sales", "nobody"], "answer": 0}]
+    checks.check_option_logprob(option_score, model, tok, items)
+    assert "✓" in capsys.readouterr().out
+
+    def summed(model, tokenizer, prompt, option):
+        n = len(tokenizer(option, add_special_tokens=False)["input_ids"])
+        return n * option_score(model, tokenizer, prompt, option)
+
+    def off_by_one(model, tokenizer, prompt, option):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        o = tokenizer(option, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([p + o + o[-1:]])).logits[0], -1)
+        return float(np.mean([logp[len(p) + i, t].item() for i, t in enumerate(o)]))
+
+    fails(checks.check_option_logprob, summed, model, tok, items, match="is the sum")
+    fails(checks.check_option_logprob, off_by_one, model, tok, items,
+          match="position len\\(prompt\\) - 1 \\+ i")
+    checks.check_option_logprob(None, model, tok, items)  # the stub: "not solved yet"
+
+
+# ---------------------------------------------------------------- 01: greedy decoding
+
+def greedy(model, input_ids, n):
+    ids = input_ids
+    for _ in range(n):
+        with torch.no_grad():
+            nxt = model(ids).logits[0, -1].argmax()
+        ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
+    return ids[0, input_ids.shape[1]:].tolist()
+
+
+def test_greedy_check(load_tiny, capsys):
+    from mclab.checks import prompting as checks
+
+    model, tok = load_tiny()
+    prompts = [[{"role": "user", "content": "Say g'day."}]]
+    checks.check_greedy(greedy, model, tok, prompts)
+    assert "✓" in capsys.readouterr().out
+    fails(checks.check_greedy, lambda m, ids, n: ids[0].tolist() + greedy(m, ids, n), model, tok,
+          prompts, match="prompt too")
+
+    def first_position(model, input_ids, n):
+        ids = input_ids
+        for _ in range(n):
+            with torch.no_grad():
+                nxt = model(ids).logits[0, 0].argmax()
+            ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
+        return ids[0, input_ids.shape[1]:].tolist()
+
+    fails(checks.check_greedy, first_position, model, tok, prompts, match="LAST")
+
+
+# ---------------------------------------------------------------- 02: BM25
+
+def bm25_scores(query, docs, k1, b):
+    n, avg = len(docs), np.mean([len(d) for d in docs])
+    scores = np.zeros(n)
+    for word in query:
+        df = sum(word in d for d in docs)
+        if df == 0:
+            continue
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        for i, d in enumerate(docs):
+            tf = d.count(word)
+            scores[i] += idf * tf / (tf + k1 * (1 - b + b * len(d) / avg))
+    return scores
+
+
+def test_bm25_check(capsys):
+    from mclab.checks import retrieval as checks
+
+    checks.check_bm25(bm25_scores)
+    assert "✓" in capsys.readouterr().out
+    fails(checks.check_bm25, lambda q, d, k1, b: (k1 + 1) * bm25_scores(q, d, k1, b),
+          match="\\(k1 \\+ 1\\)")
+
+    def classic_idf(query, docs, k1, b):
+        n, avg = len(docs), np.mean([len(d) for d in docs])
+        out = np.zeros(n)
+        for w in query:
+            df = sum(w in d for d in docs)
+            if df:
+                for i, d in enumerate(docs):
+                    tf = d.count(w)
+                    out[i] += math.log((n - df + 0.5) / (df + 0.5)) * tf / (
+                        tf + k1 * (1 - b + b * len(d) / avg))
+        return out
+
+    fails(checks.check_bm25, classic_idf, match="negative")
+    fails(checks.check_bm25, lambda q, d, k1, b: bm25_scores(q, d, k1, 0.0), match="b=0.75")
+
+
+# ---------------------------------------------------------------- 03: causal-LM loss
+
+def causal_lm_loss(logits, labels):
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+
+
+def test_causal_lm_loss_check(capsys):
+    from mclab.checks import pretraining as checks
+
+    checks.check_causal_lm_loss(causal_lm_loss)
+    assert "✓" in capsys.readouterr().out
+    fails(checks.check_causal_lm_loss,
+          lambda lg, lb: F.cross_entropy(lg.reshape(-1, lg.shape[-1]), lb.reshape(-1)),
+          match="not shifted")
+    fails(checks.check_causal_lm_loss,
+          lambda lg, lb: F.cross_entropy(lg[:, 1:].reshape(-1, lg.shape[-1]), lb[:, :-1].reshape(-1)),
+          match="wrong way")
+    fails(checks.check_causal_lm_loss,
+          lambda lg, lb: torch.stack([F.cross_entropy(lg[r, :-1], lb[r, 1:]) for r in range(2)]).mean(),
+          match="each sequence first")
+    fails(checks.check_causal_lm_loss, lambda lg, lb: F.cross_entropy(
+        lg[:, :-1].reshape(-1, lg.shape[-1]), lb[:, 1:].reshape(-1), reduction="none"),
+        match="expected one number")
+
+
+# ---------------------------------------------------------------- 04: the SFT loss mask
+
+def sft_batch(tokenizer, examples):
+    rows = []
+    for ex in examples:
+        prompt = tokenizer(tokenizer.apply_chat_template(ex["prompt"], tokenize=False,
+                                                         add_generation_prompt=True),
+                           add_special_tokens=False)["input_ids"]
+        full = tokenizer(tokenizer.apply_chat_template(ex["prompt"] + ex["completion"],
+                                                       tokenize=False),
+                         add_special_tokens=False)["input_ids"]
+        rows.append((full, [-100] * len(prompt) + full[len(prompt):]))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    return {"input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows]),
+            "labels": torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])}
+
+
+def _changed(func):
+    def wrapped(tokenizer, examples):
+        batch = sft_batch(tokenizer, examples)
+        func(batch)
+        return batch
+    return wrapped
+
+
+def test_sft_mask_check(model_and_tokenizer, capsys):
+    from mclab.checks import finetuning as checks
+
+    tok = model_and_tokenizer[1]
+    checks.check_sft_mask(sft_batch, tok)
+    assert "✓" in capsys.readouterr().out
+
+    def pad_labels(batch):
+        batch["labels"] = torch.where(batch["labels"] == -100, batch["input_ids"], batch["labels"])
+        batch["labels"][:, :5] = -100  # keep a prompt start masked but the padding labelled
+
+    def inverted(batch):
+        real = torch.zeros_like(batch["labels"], dtype=torch.bool)
+        for r in range(len(real)):
+            real[r, :int((batch["labels"][r] != -100).nonzero().max()) + 1] = True
+        batch["labels"] = torch.where((batch["labels"] == -100) & real, batch["input_ids"],
+                                      torch.full_like(batch["labels"], -100))
+
+    def off_by_one(batch):
+        for r in range(len(batch["labels"])):
+            first = int((batch["labels"][r] != -100).nonzero().min())
+            batch["labels"][r, first] = -100
+
+    def no_mask(batch):
+        batch["labels"] = batch["input_ids"].clone()
+
+    fails(checks.check_sft_mask, _changed(inverted), tok, match="inverted")
+    fails(checks.check_sft_mask, _changed(off_by_one), tok, match="off by one")
+    fails(checks.check_sft_mask, _changed(no_mask), tok, match="no position is -100")
+    fails(checks.check_sft_mask, _changed(pad_labels), tok, match="differ from trl's|padding")
+    fails(checks.check_sft_mask, lambda t, e: {"input_ids": [[1]]}, tok, match="'labels'")
+
+
+def test_trl_sft_labels_mask_the_prompt_and_padding(model_and_tokenizer):
+    """compat.trl_sft_labels (the oracle) is trl's own batch: the loss falls on the answer only."""
+    from mclab.compat import trl_sft_labels
+    from mclab.training import chat_example
+
+    tok = model_and_tokenizer[1]
+    batch = trl_sft_labels(tok, [chat_example("Hi", "G'day"), chat_example("A longer question?", "Yes")])
+    for r, answer in enumerate(("G'day", "Yes")):
+        kept = batch["labels"][r][batch["labels"][r] != -100].tolist()
+        assert tok.decode(kept).startswith(answer)
+    assert batch["labels"].shape == batch["input_ids"].shape
+
+
+# ---------------------------------------------------------------- 05: DPO from four log-probs
+
+def dpo_from_logps(pc, pr, rc, rr, beta):
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
+
+
+def test_dpo_from_logps_check(capsys):
+    from mclab.checks import rl as checks
+
+    checks.check_dpo_from_logps(dpo_from_logps)
+    assert "✓" in capsys.readouterr().out
+    for wrong, message in [
+            (lambda pc, pr, rc, rr, beta: -F.logsigmoid((pc - rc) - (pr - rr)).mean(), "beta"),
+            (lambda pc, pr, rc, rr, beta: -F.logsigmoid(beta * (pc - pr)).mean(), "reference"),
+            (lambda pc, pr, rc, rr, beta: -F.logsigmoid(beta * ((pr - rr) - (pc - rc))).mean(),
+             "sign is flipped"),
+            (lambda pc, pr, rc, rr, beta: -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).sum(),
+             "sum"),
+            (lambda pc, pr, rc, rr, beta: -F.logsigmoid(beta * ((pc - rc) - (pr - rr))),
+             "one number")]:
+        fails(checks.check_dpo_from_logps, wrong, match=message)
+
+
+def test_trl_dpo_loss_is_the_margin_loss():
+    """compat.trl_dpo_loss runs trl's own loss code; it equals mclab.rl.dpo_loss on margins."""
+    from mclab import rl
+    from mclab.compat import trl_dpo_loss
+
+    pc, pr, rc, rr = torch.randn(4, 5)
+    loss, metrics = trl_dpo_loss(pc, pr, rc, rr, 0.2)
+    margins = ((pc - rc) - (pr - rr)).numpy()
+    assert loss == pytest.approx(rl.dpo_loss(margins, 0.2), abs=1e-6)
+    assert metrics["rewards/margins"] == pytest.approx(0.2 * margins.mean(), abs=1e-5)
+    assert trl_dpo_loss(pc, pr, pc, pr, 0.5)[0] == pytest.approx(math.log(2), abs=1e-6)
+
+
+# ---------------------------------------------------------------- 06: prefix keys and values
+
+def prefix_kv(weight, n_layers, n_kv_heads, head_dim):
+    t = weight.view(weight.shape[0], n_layers * 2, n_kv_heads, head_dim).permute(1, 2, 0, 3)
+    return [(t[2 * i], t[2 * i + 1]) for i in range(n_layers)]
+
+
+def test_prefix_kv_check(capsys):
+    from mclab.checks import peft as checks
+
+    checks.check_prefix_kv(prefix_kv)
+    assert "✓" in capsys.readouterr().out
+    fails(checks.check_prefix_kv, lambda *a: [(v, k) for k, v in prefix_kv(*a)], match="swapped")
+
+    def blocks(weight, n_layers, n_kv_heads, head_dim):
+        t = weight.view(weight.shape[0], 2, n_layers, n_kv_heads, head_dim).permute(1, 2, 3, 0, 4)
+        return [(t[0, i], t[1, i]) for i in range(n_layers)]
+
+    def no_permute(weight, n_layers, n_kv_heads, head_dim):
+        t = weight.view(n_layers * 2, n_kv_heads, weight.shape[0], head_dim)
+        return [(t[2 * i], t[2 * i + 1]) for i in range(n_layers)]
+
+    fails(checks.check_prefix_kv, blocks, match="interleaves")
+    fails(checks.check_prefix_kv, no_permute, match="differ from peft's")
+    fails(checks.check_prefix_kv, lambda w, n, h, d: [(w, w)] * n, match="shape")
+
+
+# ---------------------------------------------------------------- 07: majority vote
+
+def majority(members):
+    results = list(members.values())
+    out = []
+    for i in range(results[0].n):
+        votes = np.bincount([r.predictions[i] for r in results], minlength=len(results[0].probs[i]))
+        mean = np.mean([r.probs[i] for r in results], axis=0)
+        tied = np.flatnonzero(votes == votes.max())
+        out.append(int(tied[np.argmax(mean[tied])]))
+    return out
+
+
+def test_majority_vote_check(capsys):
+    from mclab.checks import ensembling as checks
+
+    checks.check_majority_vote(majority)
+    assert "✓" in capsys.readouterr().out
+
+    def first_on_ties(members):
+        results = list(members.values())
+        return [int(np.argmax(np.bincount([r.predictions[i] for r in results], minlength=3)))
+                for i in range(results[0].n)]
+
+    fails(checks.check_majority_vote, first_on_ties, match="highest mean probability")
+    fails(checks.check_majority_vote, lambda m: [0, 0], match="answers for")
+
+
+# ---------------------------------------------------------------- 08: McNemar
+
+def mcnemar_p(correct_a, correct_b):
+    b = sum(x and not y for x, y in zip(correct_a, correct_b))
+    c = sum(y and not x for x, y in zip(correct_a, correct_b))
+    n = b + c
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n)
+
+
+def test_mcnemar_check(capsys):
+    from mclab.checks import choosing as checks
+
+    checks.check_mcnemar(mcnemar_p)
+    assert "✓" in capsys.readouterr().out
+    fails(checks.check_mcnemar, lambda a, b: mcnemar_p(a, b) / 2 if sum(a) != sum(b) else 1.0,
+          match="one-sided")
+
+    def all_items(a, b):
+        n, k = len(a), sum(x and not y for x, y in zip(a, b))
+        return min(1.0, 2 * sum(comb(n, j) for j in range(min(k, n - k) + 1)) / 2 ** n)
+
+    fails(checks.check_mcnemar, all_items, match="discordant")
