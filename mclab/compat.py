@@ -225,8 +225,8 @@ def trl_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected,
         model=types.SimpleNamespace(training=True), accelerator=_FakeAccelerator(),
         aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True,
         f_divergence_type="reverse_kl", loss_types=["sigmoid"], loss_weights=[1.0], beta=beta,
-        label_smoothing=0.0, use_weighting=False, _metrics={"train": defaultdict(list)}, _total_train_tokens=0,
-        _tp_size=1)
+        label_smoothing=0.0, use_weighting=False, _metrics={"train": defaultdict(list)},
+        _total_train_tokens=0, _tp_size=1)
     inputs = {"input_ids": torch.zeros((2 * n, 2), dtype=torch.long),
               "attention_mask": torch.ones((2 * n, 2), dtype=torch.long),
               "completion_mask": torch.tensor([[0, 1]] * (2 * n)),

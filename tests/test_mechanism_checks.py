@@ -33,7 +33,8 @@ def test_option_logprob_check(load_tiny, capsys):
 
     model, tok = load_tiny()
     items = [{"question": "Who runs the Quay Street office?",
-              "options": ["Ida Quill", "Bo", "the regional manager of sales", "nobody"], "answer": 0}]
+              "options": ["Ida Quill", "Bo", "the regional manager of sales", "nobody"],
+              "answer": 0}]
     checks.check_option_logprob(option_score, model, tok, items)
     assert "✓" in capsys.readouterr().out
 
@@ -141,10 +142,12 @@ def test_causal_lm_loss_check(capsys):
           lambda lg, lb: F.cross_entropy(lg.reshape(-1, lg.shape[-1]), lb.reshape(-1)),
           match="not shifted")
     fails(checks.check_causal_lm_loss,
-          lambda lg, lb: F.cross_entropy(lg[:, 1:].reshape(-1, lg.shape[-1]), lb[:, :-1].reshape(-1)),
+          lambda lg, lb: F.cross_entropy(lg[:, 1:].reshape(-1, lg.shape[-1]),
+                                         lb[:, :-1].reshape(-1)),
           match="wrong way")
     fails(checks.check_causal_lm_loss,
-          lambda lg, lb: torch.stack([F.cross_entropy(lg[r, :-1], lb[r, 1:]) for r in range(2)]).mean(),
+          lambda lg, lb: torch.stack([F.cross_entropy(lg[r, :-1], lb[r, 1:])
+                                      for r in range(2)]).mean(),
           match="each sequence first")
     fails(checks.check_causal_lm_loss, lambda lg, lb: F.cross_entropy(
         lg[:, :-1].reshape(-1, lg.shape[-1]), lb[:, 1:].reshape(-1), reduction="none"),
@@ -177,10 +180,10 @@ def _changed(func):
     return wrapped
 
 
-def test_sft_mask_check(model_and_tokenizer, capsys):
+def test_sft_mask_check(load_tiny, capsys):
     from mclab.checks import finetuning as checks
 
-    tok = model_and_tokenizer[1]
+    tok = load_tiny()[1]
     checks.check_sft_mask(sft_batch, tok)
     assert "✓" in capsys.readouterr().out
 
@@ -210,19 +213,6 @@ def test_sft_mask_check(model_and_tokenizer, capsys):
     fails(checks.check_sft_mask, lambda t, e: {"input_ids": [[1]]}, tok, match="'labels'")
 
 
-def test_trl_sft_labels_mask_the_prompt_and_padding(model_and_tokenizer):
-    """compat.trl_sft_labels (the oracle) is trl's own batch: the loss falls on the answer only."""
-    from mclab.compat import trl_sft_labels
-    from mclab.training import chat_example
-
-    tok = model_and_tokenizer[1]
-    batch = trl_sft_labels(tok, [chat_example("Hi", "G'day"), chat_example("A longer question?", "Yes")])
-    for r, answer in enumerate(("G'day", "Yes")):
-        kept = batch["labels"][r][batch["labels"][r] != -100].tolist()
-        assert tok.decode(kept).startswith(answer)
-    assert batch["labels"].shape == batch["input_ids"].shape
-
-
 # ---------------------------------------------------------------- 05: DPO from four log-probs
 
 def dpo_from_logps(pc, pr, rc, rr, beta):
@@ -244,19 +234,6 @@ def test_dpo_from_logps_check(capsys):
             (lambda pc, pr, rc, rr, beta: -F.logsigmoid(beta * ((pc - rc) - (pr - rr))),
              "one number")]:
         fails(checks.check_dpo_from_logps, wrong, match=message)
-
-
-def test_trl_dpo_loss_is_the_margin_loss():
-    """compat.trl_dpo_loss runs trl's own loss code; it equals mclab.rl.dpo_loss on margins."""
-    from mclab import rl
-    from mclab.compat import trl_dpo_loss
-
-    pc, pr, rc, rr = torch.randn(4, 5)
-    loss, metrics = trl_dpo_loss(pc, pr, rc, rr, 0.2)
-    margins = ((pc - rc) - (pr - rr)).numpy()
-    assert loss == pytest.approx(rl.dpo_loss(margins, 0.2), abs=1e-6)
-    assert metrics["rewards/margins"] == pytest.approx(0.2 * margins.mean(), abs=1e-5)
-    assert trl_dpo_loss(pc, pr, pc, pr, 0.5)[0] == pytest.approx(math.log(2), abs=1e-6)
 
 
 # ---------------------------------------------------------------- 06: prefix keys and values

@@ -114,7 +114,8 @@ def check_mcnemar(func, *, title: str) -> None:
         n = only_a + only_b
         one_sided = sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n if n else 1.0
         if abs(float(got) - one_sided) < 1e-9:
-            fail(title, f"{what}: {float(got):.4f} is one-sided; the two-sided p-value is {want:.4f}",
+            fail(title, f"{what}: {float(got):.4f} is one-sided; the two-sided p-value is "
+                 f"{want:.4f}",
                  "double the tail (and cap at 1): either method could have been the better one")
         if float(got) > 1:
             fail(title, f"{what}: {float(got):.4f} is above 1", "cap the doubled tail at 1")

@@ -93,14 +93,17 @@ def check_sft_mask(func, tokenizer, *, title: str) -> None:
     got_batch = func(tokenizer, examples)
     ids, labels = _as_rows(got_batch, "input_ids"), _as_rows(got_batch, "labels")
     if ids is None or labels is None:
-        fail(title, f"expected a dict with 'input_ids' and 'labels', got {type(got_batch).__name__}",
+        fail(title, "expected a dict with 'input_ids' and 'labels', got "
+             f"{type(got_batch).__name__}",
              "return {'input_ids': ..., 'labels': ...}, each one row per example")
     if ids.shape != want["input_ids"].shape or labels.shape != want["labels"].shape:
-        fail(title, f"your batch has input_ids {tuple(ids.shape)} and labels {tuple(labels.shape)}; "
+        fail(title, f"your batch has input_ids {tuple(ids.shape)} and labels "
+             f"{tuple(labels.shape)}; "
              f"trl's has {tuple(want['input_ids'].shape)} for both",
              "one row per example, every row padded on the right to the longest sequence")
     if not torch.equal(ids, want["input_ids"]):
-        fail(title, "your input_ids differ from trl's: " + _first_differences(ids, want["input_ids"]),
+        fail(title, "your input_ids differ from trl's: "
+             + _first_differences(ids, want["input_ids"]),
              "tokenize the whole chat (prompt + completion) with the chat template "
              "(apply_chat_template(..., tokenize=False), then tokenizer(text, "
              "add_special_tokens=False)) and pad with tokenizer.pad_token_id")

@@ -102,8 +102,9 @@ def check_prefix_kv(func, *, title: str) -> None:
     want = [tuple(t[0] for t in cache_layer_kv(cache, i)) for i in range(c.num_hidden_layers)]
     got = func(weight.clone(), c.num_hidden_layers, c.num_key_value_heads, c.head_dim)
     if not isinstance(got, (list, tuple)) or len(got) != len(want):
+        size = f" of length {len(got)}" if hasattr(got, "__len__") else ""
         fail(title, f"expected a list of {len(want)} (keys, values) pairs, one per layer; got "
-             f"{type(got).__name__}{'' if not hasattr(got, '__len__') else f' of length {len(got)}'}",
+             f"{type(got).__name__}{size}",
              "return [(keys_0, values_0), (keys_1, values_1), ...]")
     shape = tuple(want[0][0].shape)
     for i, (pair, (k, v)) in enumerate(zip(got, want)):

@@ -92,7 +92,8 @@ def check_bm25(func, *, title: str) -> None:
                 fail(title, f"expected one score per document, got {type(got).__name__}",
                      "return a list or array of len(docs) numbers")
             if got.shape != want.shape:
-                fail(title, f"{got.size} scores for {n} documents", "one score per document, in order")
+                fail(title, f"{got.size} scores for {n} documents",
+                     "one score per document, in order")
             if np.allclose(got, want, rtol=1e-4, atol=1e-5):
                 continue
             case = f"query {query} with k1={k1}, b={b}"
