@@ -315,3 +315,18 @@ def test_mcnemar_check(capsys):
         return min(1.0, 2 * sum(comb(n, j) for j in range(min(k, n - k) + 1)) / 2 ** n)
 
     fails(checks.check_mcnemar, all_items, match="discordant")
+
+
+def test_group_advantages_follow_trls_grpo_formula():
+    """05's advantage exercise is checked against mclab.rl.group_advantages; this ties that to
+    trl 1.16's GRPOTrainer (scale_rewards="group"): (r - group mean) / (trl's nanstd + 1e-4),
+    with trl's own nanstd (Bessel-corrected)."""
+    from trl.trainer.utils import nanstd
+
+    from mclab.rl import group_advantages
+
+    rewards = torch.tensor([1.0, 0.0, 0.5, 0.5, 2.0, 2.0, 2.0, 2.0, 0.3, -1.0, 4.0, 0.0])
+    groups = rewards.view(-1, 4)
+    trl_style = ((groups - torch.nanmean(groups, dim=1, keepdim=True))
+                 / (nanstd(groups, dim=1, keepdim=True) + 1e-4)).reshape(-1)
+    assert np.allclose(group_advantages(rewards.numpy(), 4), trl_style.numpy(), atol=1e-5)

@@ -1,6 +1,7 @@
 """Checks for 00_foundation_model."""
 
 import numpy as np
+import torch
 
 from . import exercise, expect_number, fail, passed
 
@@ -57,6 +58,8 @@ def check_option_logprob(func, model, tokenizer, items, *, title: str) -> None:
     from ..evaluation import ANSWER_PREFIX, KNOWLEDGE_SYSTEM, knowledge_prompt, option_logprobs
     from ..generation import format_chat
 
+    # fp32: the cached and the whole-sequence forward agree to ~1e-5; bf16 rounds more
+    tol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
     for item in items:
         prompt = format_chat(tokenizer, knowledge_prompt(item["question"]),
                              KNOWLEDGE_SYSTEM) + ANSWER_PREFIX
@@ -65,10 +68,10 @@ def check_option_logprob(func, model, tokenizer, items, *, title: str) -> None:
         for option, target in zip(options, want):
             got = func(model, tokenizer, prompt, option)
             expect_number(title, got, "return float(...) of the mean log-probability")
-            if abs(float(got) - target) < 1e-3:
+            if abs(float(got) - target) < tol:
                 continue
             n = len(tokenizer(option, add_special_tokens=False)["input_ids"])
-            if n > 1 and abs(float(got) - n * target) < 1e-3:
+            if n > 1 and abs(float(got) - n * target) < tol:
                 fail(title, f"{option!r} ({n} tokens): {float(got):.3f} is the sum; mclab scores "
                      f"the mean, {target:.3f}", "divide by the option's token count, so long "
                      "options are not penalised")
