@@ -317,6 +317,14 @@ def test_mcnemar_check(capsys):
     fails(checks.check_mcnemar, all_items, match="discordant")
 
 
+def test_mcnemar_check_agrees_with_mclab_stats():
+    from mclab.checks.choosing import _mcnemar_cases
+    from mclab.stats import mcnemar_exact
+
+    for a, b, _ in _mcnemar_cases():
+        assert mcnemar_exact(a, b).p_value == pytest.approx(mcnemar_p(a, b), abs=1e-12)
+
+
 def test_group_advantages_follow_trls_grpo_formula():
     """05's advantage exercise is checked against mclab.rl.group_advantages; this ties that to
     trl 1.16's GRPOTrainer (scale_rewards="group"): (r - group mean) / (trl's nanstd + 1e-4),

@@ -74,9 +74,9 @@ def check_causal_lm_loss(func, *, title: str) -> None:
         fail(title, f"expected one number, got {type(got).__name__} of shape "
              f"{tuple(getattr(got, 'shape', ()))}", "average the per-token losses into one number")
     if abs(got - want) < 1e-5:
-        return passed(title, f"{want:.4f}, the loss transformers computes when you pass labels: "
-                      f"perplexity is exp of it ({math.exp(want):.2f} here, about {vocab} for "
-                      "random logits over the vocabulary).")
+        return passed(title, f"{want:.4f}, the loss transformers computes when you pass labels; "
+                      f"perplexity is exp of it ({math.exp(want):.2f} here; guessing uniformly "
+                      f"over these {vocab} tokens would give {vocab}).")
     flat = logits.reshape(-1, vocab)
     unshifted = float(F.cross_entropy(flat, labels.reshape(-1)))
     backwards = float(F.cross_entropy(logits[:, 1:].reshape(-1, vocab), labels[:, :-1].reshape(-1)))

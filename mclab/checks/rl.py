@@ -117,8 +117,10 @@ def check_dpo_from_logps(func, *, title: str) -> None:
              (torch.randn(4, 3, generator=gen) * 5 - 40, 0.5)]
     same = torch.randn(6, generator=gen) - 10
     cases.append((torch.stack([same[:3], same[3:], same[:3], same[3:]]), 0.3))
+    logged = None
     for (pc, pr, rc, rr), beta in cases:
         want, metrics = trl_dpo_loss(pc, pr, rc, rr, beta)
+        logged = logged or (want, metrics["rewards/margins"])
         got = func(pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta)
         try:
             got_value = float(torch.as_tensor(got, dtype=torch.float32))
@@ -136,7 +138,8 @@ def check_dpo_from_logps(func, *, title: str) -> None:
                  f"trl's DPOTrainer computes {want:.4f}",
                  "-logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - "
                  "ref_rejected))).mean()")
-    return passed(title, "the same loss as trl's DPOTrainer (loss_type 'sigmoid'); trl logs "
-                  "beta times the two log-ratios as rewards/chosen and rewards/rejected, "
-                  f"their difference as rewards/margins ({metrics['rewards/margins']:+.3f} "
-                  "on the last case, where policy equals reference: loss log 2).")
+    return passed(title, "the same loss as trl's DPOTrainer (loss_type 'sigmoid'). trl logs "
+                  "beta times the two log-ratios as rewards/chosen and rewards/rejected and "
+                  f"their difference as rewards/margins (first case: loss {logged[0]:.4f}, "
+                  f"rewards/margins {logged[1]:+.3f}); where the policy equals the reference "
+                  "the loss is log 2.")
