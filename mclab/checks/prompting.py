@@ -75,8 +75,8 @@ def check_pack_documents(func, documents, tokenizer, budget: int, *, title: str)
 
 
 
-@exercise("01 hard: greedy decoding by hand")
-def check_greedy(func, model, tokenizer, prompts, n_new: int = 6, *, title: str) -> None:
+@exercise("01 medium: greedy decoding by hand")
+def check_greedy(func, model, tokenizer, prompts, n_new: int = 5, *, title: str) -> None:
     """`prompts`: chat messages; the student's loop must give model.generate's greedy tokens."""
     import torch
 
