@@ -154,3 +154,83 @@ def patch_prefix_generate(peft_model) -> None:
     no prefix. Forward passes (training, scoring) are not affected.
     """
     peft_model.generate = types.MethodType(_prefix_generate, peft_model)
+
+
+# ---------------------------------------------------------------- trl: oracles for the exercises
+
+def trl_sft_labels(tokenizer, examples: list[dict]) -> dict[str, torch.Tensor]:
+    """The batch trl's SFTTrainer trains on for `chat_example` rows: input ids and labels.
+
+    trl 1.16 tokenizes a conversational prompt/completion row in `SFTTrainer._prepare_dataset`
+    (the prompt alone with the generation prompt, then prompt + completion; the completion
+    starts where the two diverge), sets the labels of the prompt tokens to -100 there, and
+    `DataCollatorForLanguageModeling` pads (ids with the pad token, labels with -100). The
+    method reads only `_tokenizer`, `completion_only_loss` and `chat_template` from the
+    trainer, so it runs here without a model; 04's loss-mask exercise is checked against it.
+    """
+    from datasets import Dataset, disable_progress_bars, enable_progress_bars
+    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    trainer = types.SimpleNamespace(_tokenizer=tokenizer, completion_only_loss=True,
+                                    chat_template=None)
+    args = SFTConfig(output_dir="unused", use_cpu=True, bf16=False, report_to=[],
+                     max_length=None, **{checkpointing_argument(SFTConfig): False})
+    disable_progress_bars()
+    try:
+        rows = SFTTrainer._prepare_dataset(trainer, Dataset.from_list(list(examples)), tokenizer,
+                                           args, False, None, "exercise")
+    finally:
+        enable_progress_bars()
+    collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+    batch = collate([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
+    return {"input_ids": batch["input_ids"], "labels": batch["labels"]}
+
+
+class _FakeAccelerator:
+    device = torch.device("cpu")
+
+    @staticmethod
+    def gather(x):
+        return x
+
+    gather_for_metrics = gather
+
+
+def trl_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected,
+                 beta: float) -> tuple[float, dict]:
+    """trl's DPO loss (loss type "sigmoid") from the four summed log-probabilities.
+
+    trl 1.16 has no standalone loss function: `DPOTrainer._compute_loss` runs the policy,
+    sums the per-token log-probabilities of each completion and applies the loss. This calls
+    that method with a stand-in policy whose per-token log-probabilities sum to the given
+    values (one completion token each) and precomputed reference log-probabilities, so the
+    arithmetic is trl's own. Returns (loss, trl's logged metrics such as rewards/margins).
+    """
+    from collections import defaultdict
+
+    from trl import DPOTrainer
+
+    chosen, rejected = (torch.as_tensor(x, dtype=torch.float32).reshape(-1)
+                        for x in (policy_chosen, policy_rejected))
+    n = chosen.numel()
+    logps = torch.cat([chosen, rejected]).reshape(-1, 1)  # batch is [chosen, rejected]
+
+    def policy(**_):
+        zeros = torch.zeros_like(logps)
+        return types.SimpleNamespace(log_probs=logps, entropy=zeros, mean_logits=zeros,
+                                     is_top1=zeros.bool(), aux_loss=None)
+
+    trainer = types.SimpleNamespace(
+        model=types.SimpleNamespace(training=True), accelerator=_FakeAccelerator(),
+        aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True,
+        f_divergence_type="reverse_kl", loss_types=["sigmoid"], loss_weights=[1.0], beta=beta,
+        label_smoothing=0.0, use_weighting=False, _metrics={"train": defaultdict(list)},
+        _total_train_tokens=0, _tp_size=1)
+    inputs = {"input_ids": torch.zeros((2 * n, 2), dtype=torch.long),
+              "attention_mask": torch.ones((2 * n, 2), dtype=torch.long),
+              "completion_mask": torch.tensor([[0, 1]] * (2 * n)),
+              "ref_chosen_logps": torch.as_tensor(ref_chosen, dtype=torch.float32).reshape(-1),
+              "ref_rejected_logps": torch.as_tensor(ref_rejected, dtype=torch.float32).reshape(-1)}
+    loss = DPOTrainer._compute_loss(trainer, policy, inputs, False)
+    return float(loss), {k: v[-1] for k, v in trainer._metrics["train"].items()}

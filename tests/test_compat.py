@@ -6,8 +6,10 @@ here (and in `make test-latest`), in the test named after the function to revisi
 
 from __future__ import annotations
 
+import math
 import warnings
 
+import pytest
 import torch
 
 from mclab import compat
@@ -172,3 +174,32 @@ def test_patch_prefix_generate_makes_generate_use_the_prefix(load_tiny):
     assert not torch.equal(fixed[:, -5:], plain[:, -5:])  # the prefix changed the answer
     with wrapped.disable_adapter():
         assert torch.equal(wrapped.generate(input_ids=ids, **settings), plain)
+
+
+def test_trl_sft_labels_mask_the_prompt_and_padding(load_tiny):
+    """compat.trl_sft_labels (the oracle) is trl's own batch: the loss falls on the answer only."""
+    from mclab.compat import trl_sft_labels
+    from mclab.training import chat_example
+
+    tok = load_tiny()[1]
+    batch = trl_sft_labels(tok, [chat_example("Hi", "G'day"),
+                                 chat_example("A longer question?", "Yes")])
+    for r, answer in enumerate(("G'day", "Yes")):
+        kept = batch["labels"][r][batch["labels"][r] != -100].tolist()
+        assert tok.decode(kept).startswith(answer)
+    assert batch["labels"].shape == batch["input_ids"].shape
+    assert (batch["labels"][:, 0] == -100).all()  # the prompt carries no loss
+    assert batch["labels"][0, -1] == -100  # the shorter row's padding carries none either
+
+
+def test_trl_dpo_loss_is_the_margin_loss():
+    """compat.trl_dpo_loss runs trl's own loss code; it equals mclab.rl.dpo_loss on margins."""
+    from mclab import rl
+    from mclab.compat import trl_dpo_loss
+
+    pc, pr, rc, rr = torch.randn(4, 5)
+    loss, metrics = trl_dpo_loss(pc, pr, rc, rr, 0.2)
+    margins = ((pc - rc) - (pr - rr)).numpy()
+    assert loss == pytest.approx(rl.dpo_loss(margins, 0.2), abs=1e-6)
+    assert metrics["rewards/margins"] == pytest.approx(0.2 * margins.mean(), abs=1e-5)
+    assert trl_dpo_loss(pc, pr, pc, pr, 0.5)[0] == pytest.approx(math.log(2), abs=1e-6)

@@ -78,3 +78,54 @@ def check_chooser(func, table: pd.DataFrame, *, title: str) -> None:
             fail(title, f"for {metric} within {budgets} you chose {got!r}, expected {want!r}",
                  why)
     return passed(title, f"agrees with mclab.choosing.best_within on {len(cases)} budgets.")
+
+
+def _mcnemar_cases():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cases = [([1, 1, 0, 1, 1, 0, 1, 1], [1, 0, 0, 0, 1, 1, 0, 0], "b=4 only-A items, c=1 only-B"),
+             ([1, 0, 1, 0], [1, 0, 1, 0], "identical answers: no discordant item"),
+             ([0, 0, 0, 1, 0], [1, 1, 1, 1, 1], "b=0, c=4")]
+    a = rng.random(85) < 0.7
+    b = np.where(rng.random(85) < 0.8, a, ~a)
+    cases.append((a.astype(int).tolist(), b.astype(int).tolist(), "85 random paired items"))
+    return cases
+
+
+@exercise("08 hard: the exact McNemar p-value behind every verdict")
+def check_mcnemar(func, *, title: str) -> None:
+    from math import comb
+
+    import numpy as np
+
+    from scipy.stats import binomtest
+
+    for a, b, what in _mcnemar_cases():
+        only = (sum(x and not y for x, y in zip(a, b)), sum(y and not x for x, y in zip(a, b)))
+        # what mclab.stats.mcnemar_exact returns as p_value (without its bootstrap interval)
+        want = 1.0 if sum(only) == 0 else float(binomtest(only[0], sum(only), 0.5).pvalue)
+        got = func(list(a), list(b))
+        if not isinstance(got, (int, float, np.floating)):
+            fail(title, f"expected a p-value (a number), got {type(got).__name__}",
+                 "return a float between 0 and 1")
+        if abs(float(got) - want) < 1e-9:
+            continue
+        only_a = sum(x and not y for x, y in zip(a, b))
+        only_b = sum(y and not x for x, y in zip(a, b))
+        n = only_a + only_b
+        one_sided = sum(comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n if n else 1.0
+        if abs(float(got) - one_sided) < 1e-9:
+            fail(title, f"{what}: {float(got):.4f} is one-sided; the two-sided p-value is "
+                 f"{want:.4f}",
+                 "double the tail (and cap at 1): either method could have been the better one")
+        if float(got) > 1:
+            fail(title, f"{what}: {float(got):.4f} is above 1", "cap the doubled tail at 1")
+        fail(title, f"{what}: your p-value {float(got):.4f} differs from scipy's binomial test "
+             f"{want:.4f} (only A right: {only_a}, only B right: {only_b})",
+             "keep only the discordant items (one method right, the other wrong); under 'no "
+             "difference' each is A's with probability 1/2: p = min(1, 2 * P(X <= min(b, c))) "
+             "for X ~ Binomial(b + c, 1/2); with no discordant item p = 1")
+    return passed(title, "the same p-values as scipy's binomtest, which "
+                  "mclab.stats.mcnemar_exact uses: items both methods got right or both wrong "
+                  "say nothing about which is better.")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..ensembling import average_probs, fit_weights, greedy_selection, select
+from ..ensembling import average_probs, fit_weights, greedy_selection, majority_vote, select
 from ..evaluation import KnowledgeResult
 from . import exercise, fail, passed
 
@@ -101,3 +101,41 @@ def check_selection(func, members=None, *, title: str) -> None:
                  "at each step try every member not yet chosen, average_probs of chosen + it, "
                  "and add the one with the highest accuracy (the first one on ties)")
     return passed(title, "this is the ensemble selection of Caruana et al. (2004).")
+
+
+def _vote_cases():
+    answers = [0, 1, 2, 0]
+    a = _member([[.5, .3, .2], [.1, .8, .1], [.4, .4, .2], [.2, .5, .3]], answers)
+    b = _member([[.2, .7, .1], [.6, .3, .1], [.1, .2, .7], [.1, .2, .7]], answers)
+    c = _member([[.6, .2, .2], [.3, .6, .1], [.5, .3, .2], [.45, .1, .45]], answers)
+    d = _member([[.1, .1, .8], [.2, .2, .6], [.3, .3, .4], [.3, .4, .3]], answers)
+    return [({"a": a, "b": b, "c": c}, "three members, no ties"),
+            ({"a": a, "b": b}, "two members: every disagreement is a tie"),
+            ({"a": a, "b": b, "c": c, "d": d}, "four members, ties on some questions")]
+
+
+@exercise("07 medium: a majority vote")
+def check_majority_vote(func, members=None, *, title: str) -> None:
+    cases = _vote_cases() + ([(members, "the notebook's members")] if members else [])
+    for case, what in cases:
+        want = majority_vote(case).predictions
+        got = func(dict(case))
+        try:
+            got = [int(p) for p in got]
+        except TypeError:
+            fail(title, f"expected one option index per question, got {type(got).__name__}",
+                 "return a list with the winning option of every question")
+        if len(got) != len(want):
+            fail(title, f"{len(got)} answers for {len(want)} questions ({what})",
+                 "one winning option per question")
+        wrong = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+        if wrong:
+            i = wrong[0]
+            votes = [r.predictions[i] for r in case.values()]
+            counts = [votes.count(v) for v in set(votes)]
+            tie = counts.count(max(counts)) > 1
+            fail(title, f"{what}: question {i} (votes {votes}) you chose {got[i]}, "
+                 f"mclab's majority_vote {want[i]}; {len(wrong)} question(s) differ",
+                 "on a tie, take the tied option with the highest mean probability over the "
+                 "members" if tie else "count one vote per member for its predicted option")
+    return passed(title, "the same answers as mclab.ensembling.majority_vote.")

@@ -1,6 +1,7 @@
 """Checks for 00_foundation_model."""
 
 import numpy as np
+import torch
 
 from . import exercise, expect_number, fail, passed
 
@@ -49,3 +50,37 @@ def check_accuracy_from_scores(func, scores, answers, expected: float, *, title:
               "[1,1]; the accuracy is 0.5)", "the highest score is the largest number "
               "(log-likelihoods are negative; closer to zero is more likely)")
     return passed(title, f"accuracy {expected:.3f}, the same as mclab's.")
+
+
+@exercise("00 hard: an option's log-likelihood by hand")
+def check_option_logprob(func, model, tokenizer, items, *, title: str) -> None:
+    """`items`: a few multiple-choice items; each option is scored as knowledge_score does."""
+    from ..evaluation import ANSWER_PREFIX, KNOWLEDGE_SYSTEM, knowledge_prompt, option_logprobs
+    from ..generation import format_chat
+
+    # fp32: the cached and the whole-sequence forward agree to ~1e-5; bf16 rounds more
+    tol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
+    for item in items:
+        prompt = format_chat(tokenizer, knowledge_prompt(item["question"]),
+                             KNOWLEDGE_SYSTEM) + ANSWER_PREFIX
+        options = [" " + o for o in item["options"]]
+        want = option_logprobs(model, tokenizer, [prompt], [options])[0]
+        for option, target in zip(options, want):
+            got = func(model, tokenizer, prompt, option)
+            expect_number(title, got, "return float(...) of the mean log-probability")
+            if abs(float(got) - target) < tol:
+                continue
+            n = len(tokenizer(option, add_special_tokens=False)["input_ids"])
+            if n > 1 and abs(float(got) - n * target) < tol:
+                fail(title, f"{option!r} ({n} tokens): {float(got):.3f} is the sum; mclab scores "
+                     f"the mean, {target:.3f}", "divide by the option's token count, so long "
+                     "options are not penalised")
+            if float(got) > 0:
+                fail(title, f"{option!r}: {float(got):.3f} is positive; a log-probability "
+                     "never is", "take log_softmax of the logits, not the logits")
+            fail(title, f"option {option!r}: you score {float(got):.3f}, mclab's scorer "
+                 f"{target:.3f}", "tokenize prompt and option separately and concatenate the "
+                 "ids; the logits at position t predict token t + 1, so option token i is read "
+                 "at position len(prompt) - 1 + i; average log_softmax over the option's tokens")
+    return passed(title, f"the same numbers as mclab.evaluation.option_logprobs on "
+                  f"{len(items)} questions: the highest-scoring option is the model's answer.")

@@ -73,3 +73,42 @@ def check_pack_documents(func, documents, tokenizer, budget: int, *, title: str)
                  "keep adding documents while the joined text stays within the budget")
     return passed(title, f"{used} documents in {n} of {budget} tokens.")
 
+
+
+@exercise("01 medium: greedy decoding by hand")
+def check_greedy(func, model, tokenizer, prompts, n_new: int = 5, *, title: str) -> None:
+    """`prompts`: chat messages; the student's loop must give model.generate's greedy tokens."""
+    import torch
+
+    from ..device import model_device
+
+    for messages in prompts:
+        ids = tokenizer(format_chat(tokenizer, messages), add_special_tokens=False,
+                        return_tensors="pt")["input_ids"].to(model_device(model))
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 max_new_tokens=n_new, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        want = out[0, ids.shape[1]:].tolist()
+        got = func(model, ids.clone(), len(want))
+        try:
+            got = [int(t) for t in (got.reshape(-1) if hasattr(got, "reshape") else got)]
+        except TypeError:
+            fail(title, f"expected a list of token ids, got {type(got).__name__}",
+                 "return the new token ids as a list of ints")
+        if len(got) == ids.shape[1] + len(want) and got[ids.shape[1]:] == want:
+            fail(title, "you return the prompt too", "return only the new tokens")
+        if got != want:
+            first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w),
+                         min(len(got), len(want)))
+            shown = tokenizer.decode(want)
+            hint = ("each step: run the model on all ids so far, take the logits of the LAST "
+                    "position (logits[0, -1]), append their argmax, repeat")
+            if len(got) != len(want):
+                hint = f"generate exactly n = {len(want)} tokens"
+            elif len(set(got)) == 1 and len(set(want)) > 1:
+                hint = "append each new token to the ids before the next step"
+            fail(title, f"your tokens differ from model.generate's from new token {first} "
+                 f"(generate wrote {shown!r}, you {tokenizer.decode(got)!r})", hint)
+    return passed(title, "the same tokens as model.generate(do_sample=False); generate adds "
+                  "a key/value cache so each step runs only the newest token.")

@@ -1,5 +1,7 @@
 """Checks for 02_retrieval_rag."""
 
+import numpy as np
+
 from . import exercise, expect_number, fail, passed
 
 
@@ -57,3 +59,57 @@ def check_windows(func, text: str, size: int, overlap: int, reference: list[str]
              f"step by size - overlap ({size - overlap} words) and stop once a window reaches "
              "the end")
     return passed(title, f"{len(got)} windows, the same as mclab.rag.chunk_documents.")
+
+
+BM25_DOCS = [["refund", "within", "thirty", "days", "of", "purchase"],
+             ["the", "servo", "sells", "petrol", "and", "pies"],
+             ["refund", "refund", "policy", "for", "pies"],
+             ["opening", "hours", "of", "the", "quay", "street", "office", "are", "eight", "to",
+              "five"],
+             ["pies"]]
+BM25_QUERIES = [["refund", "pies"], ["office", "hours"], ["petrol", "servo", "kangaroo"]]
+
+
+def _bm25s_scores(query, docs, k1, b):
+    import bm25s
+
+    model = bm25s.BM25(k1=k1, b=b)  # method "lucene", the variant mclab's BM25Retriever uses
+    model.index(docs, show_progress=False)
+    known = [w for w in query if w in model.vocab_dict]  # bm25s scores known words only
+    return np.asarray(model.get_scores(known), dtype=float)
+
+
+@exercise("02 hard: BM25 scores by hand")
+def check_bm25(func, *, title: str) -> None:
+    n = len(BM25_DOCS)
+    for k1, b in ((1.5, 0.75), (1.2, 0.0), (2.0, 1.0)):
+        for query in BM25_QUERIES:
+            want = _bm25s_scores(query, BM25_DOCS, k1, b)
+            got = func(list(query), [list(d) for d in BM25_DOCS], k1, b)
+            try:
+                got = np.asarray(got, dtype=float).reshape(-1)
+            except (TypeError, ValueError):
+                fail(title, f"expected one score per document, got {type(got).__name__}",
+                     "return a list or array of len(docs) numbers")
+            if got.shape != want.shape:
+                fail(title, f"{got.size} scores for {n} documents",
+                     "one score per document, in order")
+            if np.allclose(got, want, rtol=1e-4, atol=1e-5):
+                continue
+            case = f"query {query} with k1={k1}, b={b}"
+            nz = want > 0
+            ratio = got[nz] / want[nz] if nz.any() else np.array([np.nan])
+            if np.allclose(ratio, k1 + 1, rtol=1e-4):
+                fail(title, f"on {case} your scores are (k1 + 1) = {k1 + 1} times bm25s's "
+                     "(the same ranking)", "bm25s uses Lucene's variant, whose term part "
+                     "tf / (tf + k1 * (1 - b + b * len / avg_len)) drops the constant (k1 + 1)")
+            if (got < -1e-9).any():
+                fail(title, f"on {case} some scores are negative: {np.round(got, 3)}",
+                     "Lucene's idf, log(1 + (N - df + 0.5) / (df + 0.5)), is never negative")
+            worst = int(np.argmax(np.abs(got - want)))
+            fail(title, f"on {case} your scores {np.round(got, 4)} differ from bm25s's "
+                 f"{np.round(want, 4)} (most at document {worst}: {BM25_DOCS[worst]})",
+                 "score = sum over the query's words of idf(word) * tf / (tf + k1 * (1 - b + b * "
+                 "len(doc) / average len)), idf = log(1 + (N - df + 0.5) / (df + 0.5)), df = "
+                 "documents containing the word; a word in no document adds nothing")
+    return passed(title, "the same scores as bm25s (the library behind mclab's BM25Retriever).")

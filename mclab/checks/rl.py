@@ -82,3 +82,64 @@ def check_fact_reward(func, *, title: str) -> None:
                  f"expected {want}", "compare the answer case-insensitively, require the "
                  "exact prefix 'Answer:' (after stripping spaces) and at most 20 words")
     return passed(title, "a reward with a format part and a fact part, each hard to game alone.")
+
+
+def _dpo_variants(pc, pr, rc, rr, beta):
+    """Plausible wrong answers, each with what it gets wrong and a hint."""
+    import torch.nn.functional as F
+
+    margin = (pc - rc) - (pr - rr)
+    return [
+        (-F.logsigmoid(margin).mean(), "beta is not used",
+         "multiply the margin by beta before the log-sigmoid"),
+        (-F.logsigmoid(-beta * margin).mean(), "the sign is flipped",
+         "the chosen reply's log-ratio comes first: (pi_c - ref_c) - (pi_r - ref_r)"),
+        (-F.logsigmoid(beta * (pc - pr)).mean(), "the reference model is missing",
+         "DPO compares log-RATIOS: subtract the reference's log-probability from the policy's"),
+        (-F.logsigmoid(beta * margin).sum(), "that is the sum over the pairs",
+         "average over the pairs (.mean())"),
+        (F.logsigmoid(beta * margin).mean(), "the loss has the wrong sign",
+         "the loss is MINUS log sigmoid(beta * margin): it falls as the margin grows"),
+        (-F.logsigmoid(beta * ((pc - pr) - (rc - rr)).abs()).mean(),
+         "the absolute value of the margin hides which reply is preferred",
+         "keep the margin's sign"),
+    ]
+
+
+@exercise("05 medium: DPO's loss from the four log-probabilities")
+def check_dpo_from_logps(func, *, title: str) -> None:
+    import torch
+
+    from ..compat import trl_dpo_loss
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [(torch.randn(4, 6, generator=gen) * 3 - 20, 0.1),
+             (torch.randn(4, 3, generator=gen) * 5 - 40, 0.5)]
+    same = torch.randn(6, generator=gen) - 10
+    cases.append((torch.stack([same[:3], same[3:], same[:3], same[3:]]), 0.3))
+    logged = None
+    for (pc, pr, rc, rr), beta in cases:
+        want, metrics = trl_dpo_loss(pc, pr, rc, rr, beta)
+        logged = logged or (want, metrics["rewards/margins"])
+        got = func(pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta)
+        try:
+            got_value = float(torch.as_tensor(got, dtype=torch.float32))
+        except (TypeError, ValueError, RuntimeError):
+            shape = tuple(getattr(got, "shape", ()))
+            fail(title, f"expected one number (a 0-d tensor or a float), got "
+                 f"{type(got).__name__} of shape {shape}",
+                 "DPO averages the per-pair losses: return losses.mean()")
+        if abs(got_value - want) > 1e-5:
+            for value, what, hint in _dpo_variants(pc, pr, rc, rr, beta):
+                if abs(got_value - float(value)) < 1e-5:
+                    fail(title, f"{what} (beta {beta}: you return {got_value:.4f}, trl "
+                         f"{want:.4f})", hint)
+            fail(title, f"for {pc.numel()} pairs and beta {beta} you return {got_value:.4f}; "
+                 f"trl's DPOTrainer computes {want:.4f}",
+                 "-logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - "
+                 "ref_rejected))).mean()")
+    return passed(title, "the same loss as trl's DPOTrainer (loss_type 'sigmoid'). trl logs "
+                  "beta times the two log-ratios as rewards/chosen and rewards/rejected and "
+                  f"their difference as rewards/margins (first case: loss {logged[0]:.4f}, "
+                  f"rewards/margins {logged[1]:+.3f}); where the policy equals the reference "
+                  "the loss is log 2.")
