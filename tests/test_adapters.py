@@ -141,3 +141,18 @@ def test_trains_through_the_shared_path_and_generates(load_tiny, runs_dir):
     assert 0 < times["adapted"]["min"] <= times["adapted"]["median"] <= times["adapted"]["max"]
     ad.remove_adapters(result.model)
     assert torch.allclose(result.model(input_ids=IDS).logits, base)
+
+
+def test_report_storage_is_the_adapters_not_the_model():
+    from types import SimpleNamespace
+
+    from mclab.methods import training_costs
+
+    model = ad.add_adapters(_tiny(), 4)
+    result = SimpleNamespace(model=model, seconds=1.5)
+    costs = training_costs(result, save=lambda p: ad.save_adapters(model, p))
+    n = ad.adapter_parameter_count(model, 4)
+    assert costs["trainable_params"] == n and costs["train_seconds"] == 1.5
+    assert n * 4 <= costs["storage_mb"] * 2**20 < n * 4 + 8192  # fp32 weights + headers
+    full = training_costs(result)["storage_mb"]  # save_pretrained: every weight
+    assert full > 2 * costs["storage_mb"]
