@@ -89,13 +89,14 @@ def saved_mb(save: Callable[[Path], object]) -> float:
         return folder_size_mb(Path(tmp) / "artifact")
 
 
-def training_costs(result) -> dict:
-    """What a training result cost: trainable parameters, seconds, disk."""
+def training_costs(result, save: Callable[[Path], object] | None = None) -> dict:
+    """What a training result cost: trainable parameters, seconds, disk (what `save` writes,
+    by default `save_pretrained`: the adapter of a peft model, else every weight)."""
     from .models import count_parameters
 
     return {"trainable_params": count_parameters(result.model, trainable_only=True),
             "train_seconds": result.seconds,
-            "storage_mb": saved_mb(lambda p: result.model.save_pretrained(p))}
+            "storage_mb": saved_mb(save or (lambda p: result.model.save_pretrained(p)))}
 
 
 def trained(ctx: Context, result, tokenizer, **score_kw) -> dict:
@@ -357,6 +358,24 @@ def run_prefix(ctx):
     return trained(ctx, result, tok)
 
 
+def run_bottleneck(ctx):
+    """Adapter layers (`mclab.adapters`) on the prefix row's data; storage is the adapters'
+    weights only (a serial adapter cannot be merged, so the base is stored once beside it)."""
+    from .adapters import add_adapters, save_adapters
+    from .finetuning import style_examples, style_split
+    from .training import chat_dataset, train_sft
+
+    recipe = recipes.BOTTLENECK
+    model, tok = ctx.base()
+    cfg = recipe.training.config("report-bottleneck")
+    cfg.validate()  # before the adapters go in
+    train_rows, _ = style_split(ctx.local, recipes.PREFIX.n_val.get())  # 06's split
+    add_adapters(model, recipe.size, recipe.where)
+    result = train_sft(model, tok, chat_dataset(style_examples(train_rows)), cfg)
+    return {**score(ctx, result.model, tok),
+            **training_costs(result, save=lambda p: save_adapters(result.model, p))}
+
+
 def _local_sft(ctx):
     """The SFT (LoRA) model that DPO and GRPO start from: its costs, merged model, tokenizer."""
     from .finetuning import style_examples
@@ -427,6 +446,7 @@ METHODS = [
     Method("full SFT", "supervised fine-tuning", "company", run_full_sft),
     Method("LoRA r=16", "parameter-efficient", "company", run_lora),
     Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix),
+    Method("adapter layers (bottleneck)", "parameter-efficient", "local", run_bottleneck),
     # feedback signals, after the SFT model they start from
     Method("local SFT (LoRA)", "supervised fine-tuning", "local", run_local_sft),
     Method("SFT + DPO", "reinforcement fine-tuning", "local", run_dpo),

@@ -278,6 +278,23 @@ class StyleLora:
 
 
 @dataclass(frozen=True)
+class Bottleneck:
+    """Adapter layers (`mclab.adapters`): a bottleneck module after every attention and MLP
+    block (as Houlsby et al., 2019), trained on 06's data for one epoch like the LoRA and
+    prefix runs. NOT tuned: it takes LoRA's budget (`StyleLora`'s rate and batches, and a
+    width giving about LoRA r=16's parameter count); tools/choose_adapter_settings.py tries
+    the grid below on validation loss (docs/how-settings-were-chosen.md)."""
+
+    notebook: str = "06_parameter_efficient"
+    training: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 0), epochs=1,
+                                  batch_size=4, micro_batch=2, max_length=128)
+    size: int = 64  # bottleneck width m: each adapter is d -> m -> d (d = 576 here)
+    where: tuple[str, ...] = ("attention", "mlp")  # blocks followed by an adapter
+    grid_sizes: tuple[int, ...] = (16, 64)  # what the tool tried
+    grid_rates: tuple[float, ...] = (1e-3, 3e-3)
+
+
+@dataclass(frozen=True)
 class StyleFull:
     """06's yardstick for the adapters: every weight, on the same data and epoch."""
 
@@ -318,6 +335,7 @@ LOCAL_SFT = LocalSft()
 DPO = Dpo()
 GRPO = Grpo()
 PREFIX = Prefix()
+BOTTLENECK = Bottleneck()
 STYLE_LORA = StyleLora()
 STYLE_FULL = StyleFull()
 ACCESS_LEAK = AccessLeak()
