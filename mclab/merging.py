@@ -181,6 +181,23 @@ def kept_share(base: float, single: float, merged: float) -> float:
 
 # ---------------------------------------------------------------- choosing on validation
 
+def validation_sets(n: int, company: dict | None = None, local: dict | None = None) -> list:
+    """(prompts, answers, system) for the two skills, from what their training held out.
+
+    Company: the third wording of the training questions (`sft_data("company",
+    train_on=(0,))`'s validation split); style: the held-out training rewrites
+    (`sft_data("local")`'s). `n` evenly spaced rows of each; never the eval sets.
+    """
+    from .finetuning import sft_data
+
+    sets = []
+    for name, kwargs in (("company", {"company": company, "train_on": (0,)}),
+                         ("local", {"local": local})):
+        _, val = sft_data(name, n_val=n, **kwargs)
+        sets.append((list(val["prompt"]), [c[0]["content"] for c in val["completion"]], None))
+    return sets
+
+
 def skill_losses(model, tokenizer, val_sets) -> list[float]:
     """The held-out completion loss of each skill's validation set, with the active adapter.
 
