@@ -151,3 +151,19 @@ def test_sweep_scores_on_validation_and_best_settings_picks_the_worst_kept(load_
     assert set(chosen) == {"linear", "ties"}
     linear = max(rows[1:3], key=lambda r: r["worst kept"])
     assert chosen["linear"] == linear["spec"]
+
+
+def test_validation_sets_hold_no_training_or_eval_item():
+    from mclab.data import load_scenario
+    from mclab.finetuning import sft_data
+    from mclab.merging import validation_sets
+
+    company, local = load_scenario("company"), load_scenario("local")
+    (c_prompts, c_answers, _), (s_prompts, s_answers, _) = validation_sets(6, company, local)
+    assert len(c_prompts) == len(c_answers) == 6 and len(s_prompts) == len(s_answers) == 6
+    users = lambda prompts: {m["content"] for p in prompts for m in p if m["role"] == "user"}  # noqa: E731
+    trained = (users(sft_data("company", company=company, train_on=(0,))[0]["prompt"])
+               | users(sft_data("local", local=local)[0]["prompt"]))
+    assert not (users(c_prompts) | users(s_prompts)) & trained
+    evals = {it["question"] for it in company["eval_mc"]} | {r["neutral"] for r in local["rewrites_eval"]}
+    assert not any(e in u for u in users(c_prompts) | users(s_prompts) for e in evals)
