@@ -226,24 +226,15 @@ def merge_adapters(peft_model, names, weights, merged_name: str = "merged"):
     peft's `add_weighted_adapter` with `combination_type="cat"` stacks the adapters'
     low-rank factors, so the merged update is exactly the weighted sum (rank = sum of
     ranks). The result is one model: one forward pass per question, not one per adapter.
+    `mclab.merging` has the other combinations (linear, TIES, DARE).
     """
-    names = list(names)
-    w = np.asarray(weights, dtype=float)
-    if len(names) < 2:
-        raise EnsembleError(f"merging needs at least 2 adapters, got {len(names)}")
-    missing = [n for n in names if n not in peft_model.peft_config]
-    if missing:
-        raise EnsembleError(f"no adapter named {missing}; loaded: {list(peft_model.peft_config)}")
-    if w.shape != (len(names),) or not np.isfinite(w).all() or not w.any():
-        raise EnsembleError(f"weights must be {len(names)} finite numbers, not all zero; "
-                            f"got {weights}")
-    if merged_name in peft_model.peft_config:  # merging again replaces the earlier merge
-        if peft_model.active_adapter == merged_name:
-            peft_model.set_adapter(names[0])
-        peft_model.delete_adapter(merged_name)
-    peft_model.add_weighted_adapter(names, w.tolist(), merged_name, combination_type="cat")
-    peft_model.set_adapter(merged_name)
-    return peft_model
+    from .merging import MergeError, MergeSpec, merge
+
+    try:
+        return merge(peft_model, names, MergeSpec("cat", tuple(np.atleast_1d(weights))),
+                     merged_name)
+    except MergeError as err:
+        raise EnsembleError(str(err)) from err
 
 
 # ---------------------------------------------------------------- widget
