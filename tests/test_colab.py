@@ -40,7 +40,7 @@ def test_every_notebook_opens_with_the_badge_and_the_setup_cell(path):
     assert _source(setup) == colab.setup_source(repo)
     assert f'"git+{repo}"' in _source(setup)
     # no other code cell installs anything: the setup cell is the one place
-    assert not any("pip" in _source(c) for c in cells[2:] if c["cell_type"] == "code")
+    assert not any(re.search(r"\bpip\b", _source(c)) for c in cells[2:] if c["cell_type"] == "code")
 
 
 def test_the_address_is_set_in_pyproject_only(tmp_path):
