@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from .compat import accepts_loss_kwargs, checkpointing_argument
 from .config import get_settings
+from .curves import LiveCurves
 from .device import choose_device
 from .files import atomic_path
 from .models import is_peft
@@ -49,6 +50,7 @@ class TrainConfig:
     eval_steps: int = 0  # with an eval set: evaluate every this many steps (0: about 5 times)
     lean_loss: bool = False  # True: the model's own cross-entropy, no trl metrics (see below)
     save: bool | None = None  # None: save adapters (KBs) to run_dir/model, not full weights (520 MB)
+    live: bool | None = None  # live loss plot (mclab.curves); None: only inside a notebook
 
     def validate(self) -> None:
         if not self.learning_rate > 0:
@@ -157,6 +159,7 @@ class TrainResult:
     steps: int
     tokens: int  # non-padding tokens seen
     run_dir: Path
+    curves: LiveCurves | None = field(default=None, repr=False)  # what was drawn while training
 
     @property
     def losses(self) -> list[float]:
@@ -167,17 +170,34 @@ class TrainResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+def live_curves(trainer, cfg: TrainConfig) -> LiveCurves:
+    """The trainer's `LiveCurves` (one the caller passed, with its probes), else a new one.
+
+    `cfg.live` decides whether it draws: None draws only inside a notebook, so the report
+    and the tests record the curves without a display.
+    """
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, LiveCurves):
+            if cfg.live is not None:
+                callback.live = cfg.live
+            return callback
+    curves = LiveCurves(live=cfg.live)
+    trainer.add_callback(curves)
+    return curves
+
+
 def run_trainer(trainer, cfg: TrainConfig, run_dir: Path) -> TrainResult:
-    """Train with a loss recorder and a clock; the shared tail of every method."""
+    """Train with a loss recorder, live curves and a clock; the shared tail of every method."""
     history = LossHistory()
     trainer.add_callback(history)
+    curves = live_curves(trainer, cfg)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     state = trainer.state
     (run_dir / "train_config.json").write_text(_json(asdict(cfg)))
     return TrainResult(trainer.model, history.rows, seconds, state.global_step,
-                       int(state.num_input_tokens_seen or 0), run_dir)
+                       int(state.num_input_tokens_seen or 0), run_dir, curves)
 
 
 def _json(obj) -> str:
