@@ -133,6 +133,14 @@ class Cpt:
     replay_ratio: float = 0.25  # share of the training texts that are general (replay) text
     replay_texts: Sized = Sized(2, 24)  # paragraphs the base model writes for replay
     replay_tokens: Sized = Sized(32, 96)
+    # 03's forgetting curve: a learning rate 5x the recipe's, at which dermatology-only
+    # training raised general perplexity on validation texts (tools/forgetting_sweep.py,
+    # reports/forgetting_sweep.json); half the batch to keep the extra runs cheap
+    forgetting: Training = Training(learning_rate=1e-3, max_steps=Sized(1, 8),
+                                    batch_size=Sized(2, 4), max_length=128,
+                                    optimizer="adafactor", **FRUGAL)
+    probe_texts: Sized = Sized(2, 4)  # held-out texts per perplexity probe while training
+    probe_every: Sized = Sized(1, 2)  # steps between two probes
 
 
 # --------------------------------------------------------------------------- SFT (04)

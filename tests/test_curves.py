@@ -95,3 +95,31 @@ def test_silent_without_ipython(monkeypatch):
 def test_probes_need_the_tokenizer():
     with pytest.raises(ValueError, match="tokenizer"):
         LiveCurves(probes={"general": ["text"]})
+
+
+def test_perplexity_change_is_paired_over_texts_and_reads_as_a_percentage():
+    import numpy as np
+
+    from mclab.pretraining import change_direction, describe_change, perplexity_change
+
+    before = np.array([20.0, 30.0, 40.0, 50.0, 25.0, 35.0, 45.0, 55.0])
+    after = before * 1.2  # every text 20% more perplexing: the change is certain
+    rose = perplexity_change(after, before)
+    assert rose.difference.estimate == pytest.approx(np.log(1.2))
+    assert change_direction(rose) == "rose"
+    assert describe_change(rose).startswith("+20% (95% CI +20% to +20%")
+    assert change_direction(perplexity_change(before / 1.2, before)) == "fell"
+    mixed = perplexity_change(before * np.array([1.3, 0.8] * 4), before)  # half up, half down
+    assert change_direction(mixed) == "cannot tell"
+
+
+def test_probe_curves_share_axes_across_runs():
+    from mclab.plotting import plot_probe_curves
+
+    a, b = LiveCurves(live=False), LiveCurves(live=False)
+    a.rows = [{"step": 0, "ppl/general": 30.0}, {"step": 2, "ppl/general": 28.0}]
+    b.rows = [{"step": 0, "ppl/general": 30.0}, {"step": 4, "ppl/general": 35.0}]
+    fig = plot_probe_curves({"a": a, "b": b}, keys=("ppl/general", "ppl/medical"))
+    general, medical = fig.axes
+    assert [line.get_label() for line in general.lines] == ["a", "b"]
+    assert list(general.lines[1].get_xdata()) == [0, 4] and not medical.lines
