@@ -11,6 +11,7 @@ error, nothing drawn.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 
@@ -141,13 +142,17 @@ class LiveCurves(TrainerCallback):
         """Redraw in place if live and `min_interval` seconds have passed (or `force`)."""
         if not self.live or (not force and time.monotonic() - self._last_draw < self.min_interval):
             return
-        from IPython.display import display
+        from IPython.display import Image, display
 
         start = time.perf_counter()
-        fig = self.figure()
+        # a PNG made here, not the figure: a kernel shows a bare Figure as text until pyplot's
+        # inline backend has been activated by some earlier plot
+        buffer = io.BytesIO()
+        self.figure().savefig(buffer, format="png", dpi=80)
+        image = Image(data=buffer.getvalue(), format="png")
         if self._handle is None:
-            self._handle = display(fig, display_id=True)
+            self._handle = display(image, display_id=True)
         else:
-            self._handle.update(fig)
+            self._handle.update(image)
         self._last_draw = time.monotonic()
         self.draw_seconds += time.perf_counter() - start

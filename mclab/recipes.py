@@ -141,7 +141,10 @@ class Cpt:
     forgetting: Training = Training(learning_rate=1e-3, max_steps=Sized(1, 8),
                                     batch_size=Sized(2, 4), max_length=128,
                                     optimizer="adafactor", **FRUGAL)
-    probe_texts: Sized = Sized(2, 4)  # held-out texts per perplexity probe while training
+    # perplexity probes while training: a few short texts, so they add under a tenth of a step's
+    # work per step (8 steps of 8 x 128 tokens; 5 probes of 6 x 64 tokens, forward only)
+    probe_texts: Sized = Sized(2, 3)  # held-out texts of each kind per probe
+    probe_tokens: int = 64  # each probe text is cut to this many tokens
     probe_every: Sized = Sized(1, 2)  # steps between two probes
 
 

@@ -52,11 +52,12 @@ def test_redraws_in_place_and_throttled(monkeypatch):
     shown = []
 
     class Handle:
-        def update(self, fig):
-            shown.append(("update", fig))
+        def update(self, image):
+            shown.append(("update", image))
 
-    def fake_display(fig, display_id=False):
-        shown.append(("display", fig))
+    def fake_display(image, display_id=False):
+        assert display_id is True and image.data.startswith(b"\x89PNG")  # a PNG, in place
+        shown.append(("display", image))
         return Handle()
 
     import IPython.display
