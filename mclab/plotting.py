@@ -53,6 +53,25 @@ def plot_history(history: list[dict], keys=("loss",), title: str | None = None, 
     return ax
 
 
+def plot_probe_curves(curves: dict, keys=("ppl/general", "ppl/medical"), titles=None):
+    """One panel per probe (e.g. general and medical perplexity), one line per run.
+
+    `curves` maps a run's name to its `mclab.curves.LiveCurves` (or anything with
+    `.series(key) -> (steps, values)`), so runs of different lengths share the axes.
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.4), squeeze=False)
+    for ax, key, title in zip(axes[0], keys, titles or keys):
+        for i, (name, run) in enumerate(curves.items()):
+            steps, values = run.series(key)
+            if steps:
+                ax.plot(steps, values, marker=".", color=f"C{i}", label=name)
+        ax.set_xlabel("step")
+        ax.set_title(title, fontsize=10)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_series(x, series: dict, xlabel: str, ylabel: str, title: str | None = None, ax=None):
     """Several lines over the same x (e.g. score against number of shots)."""
     if ax is None:

@@ -10,6 +10,7 @@ itself (pseudo-rehearsal: its own samples are a stand-in for what it was trained
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .evaluation import KnowledgeResult, knowledge_score, perplexity, perplexity_items
+from .stats import PairedResult, format_p, paired_bootstrap
 from .training import TrainConfig, TrainingInputError, train_sft
 
 # Everyday topics for the model's own replay text. Broad on purpose: replay stands in for
@@ -204,6 +206,34 @@ def compare_medical(a: MedicalItems, b: MedicalItems, names: tuple[str, str]) ->
 def relative_change(before: float, after: float) -> float:
     """(after - before) / before: -0.25 is a 25% drop."""
     return (after - before) / before
+
+
+def text_perplexities(model, tokenizer, texts: list[str], max_length: int = 512) -> np.ndarray:
+    """The perplexity of each text on its own: the items of a paired test over texts."""
+    return np.array([perplexity(model, tokenizer, [t], max_length=max_length) for t in texts])
+
+
+def perplexity_change(after, before, seed: int = 0) -> PairedResult:
+    """Mean log-perplexity over texts, after minus before, with a paired bootstrap.
+
+    exp(difference) - 1 is the typical relative change of a text's perplexity (a geometric
+    mean of the ratios); the interval's ends convert the same way (`describe_change`).
+    """
+    return paired_bootstrap(np.log(np.asarray(after)), np.log(np.asarray(before)), seed=seed)
+
+
+def describe_change(result: PairedResult) -> str:
+    """'+12% (95% CI +4% to +20%, p = 0.01, 16 texts)': a perplexity change, as read."""
+    d = result.difference
+    return (f"{math.expm1(d.estimate):+.0%} ({d.level:.0%} CI {math.expm1(d.low):+.0%} to "
+            f"{math.expm1(d.high):+.0%}, {format_p(result.p_value)}, {result.n} texts)")
+
+
+def change_direction(result: PairedResult, alpha: float = 0.05) -> str:
+    """"rose", "fell" or "cannot tell" (the interval's side of zero, at `alpha`)."""
+    if result.p_value >= alpha or result.difference.estimate == 0:
+        return "cannot tell"
+    return "rose" if result.difference.estimate > 0 else "fell"
 
 
 def cpt_panel(run, default: dict | None = None, learning_rate: float = 1e-4, steps: int = 6,

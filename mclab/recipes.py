@@ -172,6 +172,21 @@ class Cpt:
     replay_ratio: float = 0.25  # share of the training texts that are general (replay) text
     replay_texts: Sized = Sized(2, 24)  # paragraphs the base model writes for replay
     replay_tokens: Sized = Sized(32, 96)
+    # 03's forgetting curve: a learning rate 5x the recipe's, at which dermatology-only
+    # training raised general perplexity on validation texts (company documents; medical
+    # validation: held-back training paragraphs). tools/forgetting_sweep.py writes
+    # reports/forgetting_sweep.json; on 2026-12-02 it tried this one rate (general 49.6 ->
+    # 51.5, medical 36.9 -> 29.4; with replay general 50.0, medical 32.3; 4 texts each, no
+    # interval: a small margin, the notebook's paired tests decide). Half the batch keeps the
+    # extra runs cheap.
+    forgetting: Training = Training(learning_rate=1e-3, max_steps=Sized(1, 8),
+                                    batch_size=Sized(2, 4), max_length=128,
+                                    optimizer="adafactor", **FRUGAL)
+    # perplexity probes while training: a few short texts, so they add under a tenth of a step's
+    # work per step (8 steps of 8 x 128 tokens; 5 probes of 6 x 64 tokens, forward only)
+    probe_texts: Sized = Sized(2, 3)  # held-out texts of each kind per probe
+    probe_tokens: int = 64  # each probe text is cut to this many tokens
+    probe_every: Sized = Sized(1, 2)  # steps between two probes
 
 
 # --------------------------------------------------------------------------- CPT then SFT (03)

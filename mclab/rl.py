@@ -79,6 +79,12 @@ def _check_beta(beta: float) -> None:
             "reference (0.1 is the usual start)")
 
 
+# What a notebook sees drawn while DPO / GRPO train: keys trl 1.16 logs (dpo_trainer.py and
+# grpo_trainer.py, `_metrics`). GRPO logs "kl" only with beta > 0 (the reference model).
+DPO_CURVES = ("loss", "rewards/margins", "rewards/accuracies")
+GRPO_CURVES = ("reward", "reward_std", "kl")
+
+
 def train_dpo(model, tokenizer, dataset, cfg: TrainConfig | None = None, beta: float = 0.1,
               peft_config=None, eval_dataset=None) -> TrainResult:
     """Direct preference optimization with trl's DPOTrainer, through the shared core (`fit`).
@@ -97,7 +103,8 @@ def train_dpo(model, tokenizer, dataset, cfg: TrainConfig | None = None, beta: f
     if eval_dataset is not None:
         check_preference_rows(eval_dataset)
     return fit(DPOTrainer, DPOConfig, model, tokenizer, dataset, cfg, eval_dataset=eval_dataset,
-               peft_config=peft_config, args={"beta": beta, "max_length": cfg.max_length})
+               peft_config=peft_config, args={"beta": beta, "max_length": cfg.max_length},
+               curves=DPO_CURVES)
 
 
 def dpo_loss(margins, beta: float) -> float:
@@ -253,7 +260,7 @@ def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None 
                          max_completion_length=new_token_budget(max_completion_length),
                          reward_weights=reward_weights, beta=beta, temperature=temperature,
                          log_completions=False),
-               reward_funcs=reward_funcs)
+               curves=GRPO_CURVES, reward_funcs=reward_funcs)
 
 
 # ---------------------------------------------------------------- looking inside DPO

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from .compat import accepts_loss_kwargs, checkpointing_argument
 from .config import get_settings
+from .curves import LiveCurves
 from .device import choose_device, num_processes
 from .files import atomic_path
 from .models import is_peft
@@ -49,6 +50,7 @@ class TrainConfig:
     eval_steps: int = 0  # with an eval set: evaluate every this many steps (0: about 5 times)
     lean_loss: bool = False  # True: the model's own cross-entropy, no trl metrics (see below)
     save: bool | None = None  # None: save adapters (KBs) to run_dir/model, not full weights (520 MB)
+    live: bool | None = None  # live loss plot (mclab.curves); None: only inside a notebook
 
     def validate(self) -> None:
         if not self.learning_rate > 0:
@@ -181,6 +183,7 @@ class TrainResult:
     steps: int
     tokens: int  # non-padding tokens seen
     run_dir: Path
+    curves: LiveCurves | None = field(default=None, repr=False)  # what was drawn while training
 
     @property
     def losses(self) -> list[float]:
@@ -191,17 +194,36 @@ class TrainResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def run_trainer(trainer, cfg: TrainConfig, run_dir: Path) -> TrainResult:
-    """Train with a loss recorder and a clock; the shared tail of every method."""
+def live_curves(trainer, cfg: TrainConfig, keys=("loss", "eval_loss")) -> LiveCurves:
+    """The trainer's `LiveCurves` (one the caller passed, with its probes), else a new one.
+
+    `cfg.live` decides whether it draws: None draws only inside a notebook, so the report
+    and the tests record the curves without a display.
+    """
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, LiveCurves):
+            if cfg.live is not None:
+                callback.live = cfg.live
+            return callback
+    curves = LiveCurves(keys=keys, live=cfg.live)
+    trainer.add_callback(curves)
+    return curves
+
+
+def run_trainer(trainer, cfg: TrainConfig, run_dir: Path,
+                curves=("loss", "eval_loss")) -> TrainResult:
+    """Train with a loss recorder, live curves (`curves`: the logged keys drawn) and a
+    clock; the shared tail of every method."""
     history = LossHistory()
     trainer.add_callback(history)
+    live = live_curves(trainer, cfg, curves)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     state = trainer.state
     (run_dir / "train_config.json").write_text(_json(asdict(cfg)))
     return TrainResult(trainer.model, history.rows, seconds, state.global_step,
-                       int(state.num_input_tokens_seen or 0), run_dir)
+                       int(state.num_input_tokens_seen or 0), run_dir, live)
 
 
 def _json(obj) -> str:
@@ -292,12 +314,14 @@ def eval_args(cfg: TrainConfig, n_rows: int) -> dict:
 
 def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConfig, *,
         eval_dataset=None, peft_config=None, callbacks=None, args: dict | None = None,
-        **trainer_kwargs) -> TrainResult:
+        curves=("loss", "eval_loss"), **trainer_kwargs) -> TrainResult:
     """The one training core that SFT, CPT, prefix tuning, DPO and GRPO go through.
 
     It owns what every method shares: the run folder, the CPU-safe arguments (`cpu_args`)
-    with micro-batches from `cfg`, the eval cadence, the loss recorder and clock, eval mode
-    afterwards, and saving (`cfg.save`). A trainer passes only what is its own: its trl
+    with micro-batches from `cfg`, the eval cadence, the loss recorder and clock, the live
+    curves (`curves`: which logged values a notebook sees drawn while it trains; a
+    `LiveCurves` among `callbacks` is used instead), eval mode afterwards, and saving
+    (`cfg.save`). A trainer passes only what is its own: its trl
     classes, its config fields (`args`) and trainer arguments (`trainer_kwargs`). The
     caller checks its rows first, so bad input fails before any of this starts.
     """
@@ -313,7 +337,7 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
                           processing_class=tokenizer, peft_config=peft_config,
                           callbacks=callbacks, **trainer_kwargs)
     trainer.model.train()
-    result = run_trainer(trainer, cfg, run_dir)
+    result = run_trainer(trainer, cfg, run_dir, curves)
     result.model.eval()
     if cfg.save or (cfg.save is None and is_peft(result.model)):
         save_model(result.model, None, run_dir)  # atomic, after a disk check

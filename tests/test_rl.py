@@ -80,6 +80,9 @@ def test_dpo_learns_the_preference_and_saves_its_adapter(load_tiny, runs_dir):
                                                         run_name="t-dpo"),
                           beta=0.1, peft_config=lora_config(4, 8))
     assert result.steps == 3 and result.losses[0] == pytest.approx(np.log(2), abs=1e-3)
+    # the live curves draw the keys trl logs: every DPO_CURVES key has a point per step
+    for key in rl.DPO_CURVES:
+        assert result.curves.series(key)[0] == [1, 2, 3], key
     margins = rl.preference_margins(result.model, tok, data)
     assert (margins > 0).all()  # both training pairs now ranked the human way
     assert (result.run_dir / "model" / "adapter_config.json").is_file()
@@ -106,6 +109,7 @@ def test_grpo_runs_with_a_written_reward(model_and_tokenizer, runs_dir):
     detach_adapter(result.model)
     assert result.steps == 1
     assert any("reward" in row for row in result.history)
+    assert result.curves.series("reward")[0] == [1] and result.curves.keys == rl.GRPO_CURVES
     assert (result.run_dir / "model" / "adapter_config.json").is_file()
 
 
