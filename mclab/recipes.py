@@ -302,7 +302,7 @@ class Bottleneck:
 
     notebook: str = "06_parameter_efficient"
     training: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 0), epochs=1,
-                                  batch_size=4, micro_batch=2, max_length=128)
+                                  batch_size=4, micro_batch=TWO_AT_A_TIME, max_length=128)
     size: int = 64  # bottleneck width m: each adapter is d -> m -> d (d = 576 here)
     where: tuple[str, ...] = ("attention", "mlp")  # blocks followed by an adapter
     grid_sizes: tuple[int, ...] = (16, 64)  # what the tool tried

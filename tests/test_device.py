@@ -113,7 +113,14 @@ TENSOR_MAKERS = {"tensor", "as_tensor", "zeros", "ones", "full", "arange", "empt
 # (file under mclab/, function): why that function may build tensors on the CPU, e.g. a
 # statistic computed with torch that never meets a model. Empty today: the package's only
 # torch-built numbers are model inputs (its statistics use numpy).
-CPU_ALLOWED: dict[tuple[str, str], str] = {}
+CPU_ALLOWED: dict[tuple[str, str], str] = {
+    ("adapters.py", "time_generation"): "one prompt for several models: run() moves it to each",
+    ("checks/prompting.py", "check_greedy"): "tokenized, then ['input_ids'].to(model's device)",
+    ("checks/finetuning.py", "_as_rows"): "the student's labels, compared on the CPU; no model",
+    ("checks/pretraining.py", "check_causal_lm_loss"): "hand-made logits for a loss; no model",
+    ("checks/rl.py", "check_dpo_from_logps"): "four log-probabilities for a loss; no model",
+    ("compat.py", "trl_dpo_loss"): "given log-probabilities through trl's loss; no model",
+}
 
 
 def _builds_a_tensor(call: ast.Call) -> bool:

@@ -42,7 +42,7 @@ def test_sft_data_sizes_and_errors():
     held = set(load_scenario("local")["rewrites_eval"]["neutral"])
     assert not any(local_prompt(n) in str(r["prompt"]) for r in train for n in held)
     with pytest.raises(TrainingInputError, match="unknown SFT dataset"):
-        sft_data("medical")
+        sft_data("legal")
 
 
 def test_memory_plan(model_and_tokenizer):

@@ -86,7 +86,7 @@ def check_greedy(func, model, tokenizer, prompts, n_new: int = 5, *, title: str)
         ids = tokenizer(format_chat(tokenizer, messages), add_special_tokens=False,
                         return_tensors="pt")["input_ids"].to(model_device(model))
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids, device=ids.device),
                                  max_new_tokens=n_new, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id)
         want = out[0, ids.shape[1]:].tolist()
