@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .files import atomic_path
-from .measure import PeakMemory, folder_size_mb
+from .measure import PeakMemory, folder_size_mb  # noqa: F401  (tests size adapters through it)
 from .training import TrainingInputError
 
 # where an adapter can go -> the decoder layer's attribute holding that block
@@ -172,8 +172,7 @@ def train_bottleneck(model, tokenizer, dataset, cfg, size: int, where, val_promp
     Returns (TrainResult, row) like `peft_methods.train_adapter`: trainable parameters,
     seconds, peak memory, size on disk, validation loss, and the saved folder (`path`).
     """
-    from .models import count_parameters
-    from .peft_methods import completion_loss
+    from .peft_methods import cost_row
     from .training import train_sft
 
     cfg.validate()  # fail before the model is changed
@@ -181,13 +180,8 @@ def train_bottleneck(model, tokenizer, dataset, cfg, size: int, where, val_promp
         add_adapters(model, size, where)
         result = train_sft(model, tokenizer, dataset, cfg)
     folder = save_adapters(result.model, result.run_dir / "model")
-    row = {"method": label or f"bottleneck m={size}",
-           "trainable": count_parameters(result.model, trainable_only=True),
-           "seconds": result.seconds, "peak_mb": mem.peak_mb,
-           "adapter_kb": folder_size_mb(folder) * 1024,
-           "val_loss": completion_loss(result.model, tokenizer, val_prompts, val_answers),
-           "path": str(folder)}
-    return result, row
+    return result, cost_row(label or f"bottleneck m={size}", result, mem, folder, tokenizer,
+                            val_prompts, val_answers)
 
 
 # ---------------------------------------------------------------- what it costs per answer

@@ -219,7 +219,6 @@ def train_adapter(model, tokenizer, dataset, cfg, peft_config, val_prompts, val_
     (`init_prefix_from_text`) instead of at random. Returns (TrainResult, row) where row has trainable parameters, seconds, peak memory,
     adapter size and the validation loss; the adapter is saved in the run folder (`model`).
     """
-    from .models import count_parameters
     from .training import train_sft
 
     with PeakMemory() as mem:
@@ -229,10 +228,18 @@ def train_adapter(model, tokenizer, dataset, cfg, peft_config, val_prompts, val_
             peft_config = None
         result = train_sft(model, tokenizer, dataset, cfg, peft_config=peft_config)
     folder = result.run_dir / "model"  # the training core saves adapters there
-    row = {"method": label or type(peft_config).__name__,
-           "trainable": count_parameters(result.model, trainable_only=True),
-           "seconds": result.seconds, "peak_mb": mem.peak_mb,
-           "adapter_kb": folder_size_mb(folder) * 1024,
-           "val_loss": completion_loss(result.model, tokenizer, val_prompts, val_answers),
-           "path": str(folder)}
-    return result, row
+    return result, cost_row(label or type(peft_config).__name__, result, mem, folder,
+                            tokenizer, val_prompts, val_answers)
+
+
+def cost_row(method: str, result, mem, folder, tokenizer, val_prompts, val_answers) -> dict:
+    """What one trained adapter cost and scored: trainable parameters, seconds, peak memory,
+    size on disk (`folder`) and validation loss (06's comparison tables, every adapter kind)."""
+    from .models import count_parameters
+
+    return {"method": method,
+            "trainable": count_parameters(result.model, trainable_only=True),
+            "seconds": result.seconds, "peak_mb": mem.peak_mb,
+            "adapter_kb": folder_size_mb(folder) * 1024,
+            "val_loss": completion_loss(result.model, tokenizer, val_prompts, val_answers),
+            "path": str(folder)}
