@@ -9,7 +9,10 @@ report. The kernels inherit the mode (MCLAB_QUICK) from the environment, like ev
 Peak memory is the kernel process's largest resident set size, sampled every 0.1 s
 (with its child processes), so it is what a Binder session with 2 GB would see. Each row
 also names the notebook's five slowest code cells (index among all cells, seconds): where
-to look first when a notebook is over its budget.
+to look first when a notebook is over its budget, and keeps the whole profile, `cells`:
+[index, seconds, peak MB while that cell ran] for every code cell. The load average before
+and after is recorded too: a time taken while other processes shared the cores is not a
+clean measurement.
 Results are merged into the output JSON by notebook name, so runs can be split.
 Needs nbclient and nbformat (the `test` extra, or JupyterLab), imported only by this module.
 """
@@ -46,6 +49,7 @@ class PeakRSS:
 
     def __init__(self, stall_s: float = 300):
         self.peak = 0
+        self.cell_peak = 0  # the largest sample since `start_cell`
         self.stalled = False
         self._pid = None
         self._stall_s = stall_s
@@ -62,7 +66,9 @@ class PeakRSS:
             try:
                 proc = psutil.Process(self._pid)
                 family = [proc, *proc.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in family))
+                rss = sum(p.memory_info().rss for p in family)
+                self.peak = max(self.peak, rss)
+                self.cell_peak = max(self.cell_peak, rss)
                 cpu = sum(sum(p.cpu_times()[:2]) for p in family)
                 if cpu - last_cpu > 0.5:  # an idle kernel still ticks a few ms
                     last_cpu, last_change = cpu, time.monotonic()
@@ -73,6 +79,9 @@ class PeakRSS:
             except psutil.Error:
                 pass
             time.sleep(0.1)
+
+    def start_cell(self):
+        self.cell_peak = 0
 
     def stop(self):
         self._stop.set()
@@ -96,6 +105,7 @@ def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) 
                             resources={"metadata": {"path": str(path.parent)}})
     monitor = PeakRSS()
     cells = []
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     # client.execute() would start (and clean up) a kernel of its own inside this one,
     # so run the cells one by one in the kernel we watch (nbclient's documented pattern).
@@ -104,9 +114,11 @@ def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) 
         try:
             for index, cell in enumerate(nb.cells):
                 cell_start = time.perf_counter()
+                monitor.start_cell()
                 client.execute_cell(cell, index)
                 if cell.cell_type == "code":
-                    cells.append((index, round(time.perf_counter() - cell_start, 1)))
+                    cells.append((index, round(time.perf_counter() - cell_start, 1),
+                                  round(monitor.cell_peak / 2**20)))
         except Exception:
             if monitor.stalled:
                 raise Stalled(path.name) from None
@@ -118,7 +130,9 @@ def measure_once(path: Path, timeout: int = 3600, executed: Path | None = None) 
         nbformat.write(nb, executed / path.name)
     slowest = sorted(cells, key=lambda c: -c[1])[:5]
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(monitor.peak / 2**20),
-            "slowest_cells": {f"cell {i}": s for i, s in slowest},
+            "slowest_cells": {f"cell {i}": s for i, s, _ in slowest},
+            "cells": [list(c) for c in cells],
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "mode": get_settings().mode}
 
 

@@ -85,3 +85,23 @@ def test_report_checks_mclab_data_before_any_method_runs(tmp_path, monkeypatch, 
 def test_paths_belong_to_measure_notebooks_only():
     with pytest.raises(SystemExit):
         cli.main(["report", "solutions/00_foundation_model.ipynb"])
+
+
+def test_the_profile_names_each_cells_time_and_peak(tmp_path):
+    """A real kernel: the cell that holds 300 MB shows it in its own peak, the next does not."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("a profile"),
+                nbformat.v4.new_code_cell("import time\nx = b'1' * (300 * 2**20)\n"
+                                          "time.sleep(0.6)\ndel x"),
+                nbformat.v4.new_code_cell("time.sleep(0.4)")]
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    row = notebook_bench.measure_once(path, timeout=120)
+    (first, s1, peak1), (second, s2, peak2) = row["cells"]
+    assert (first, second) == (1, 2)  # indices among all cells, markdown counted
+    assert s1 >= 0.6 and s2 >= 0.4
+    assert peak1 - peak2 > 200, row["cells"]
+    assert row["peak_rss_mb"] >= peak1
+    assert len(row["load_average"]) == 2
