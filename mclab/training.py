@@ -9,6 +9,7 @@ is built from it.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -51,6 +52,9 @@ class TrainConfig:
     lean_loss: bool = False  # True: the model's own cross-entropy, no trl metrics (see below)
     save: bool | None = None  # None: save adapters (KBs) to run_dir/model, not full weights (520 MB)
     live: bool | None = None  # live loss plot (mclab.curves); None: only inside a notebook
+    patience: int = 0  # > 0: early stopping (needs an eval set): stop after this many
+    # evaluations without a lower eval_loss, and end on the weights of the best one
+
 
     def validate(self) -> None:
         if not self.learning_rate > 0:
@@ -64,6 +68,9 @@ class TrainConfig:
             raise TrainingInputError(
                 f"micro_batch must divide batch_size (got {self.micro_batch} and "
                 f"{self.batch_size}); e.g. batch_size=8, micro_batch=2 accumulates 4 passes")
+        if self.patience < 0:
+            raise TrainingInputError(f"patience must be 0 (off) or a positive number of "
+                                     f"evaluations, got {self.patience}")
         if self.batch_size < 1 or self.max_length < 8:
             raise TrainingInputError(
                 f"batch_size must be >= 1 and max_length >= 8 (got {self.batch_size}, "
@@ -184,6 +191,7 @@ class TrainResult:
     tokens: int  # non-padding tokens seen
     run_dir: Path
     curves: LiveCurves | None = field(default=None, repr=False)  # what was drawn while training
+    best_step: int | None = None  # early stopping: the step whose weights the model holds
 
     @property
     def losses(self) -> list[float]:
@@ -222,8 +230,13 @@ def run_trainer(trainer, cfg: TrainConfig, run_dir: Path,
     seconds = time.perf_counter() - start
     state = trainer.state
     (run_dir / "train_config.json").write_text(_json(asdict(cfg)))
+    best_step = None
+    if cfg.patience:  # the best weights are loaded; their checkpoints are no longer needed
+        best_step = state.best_global_step
+        for checkpoint in run_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
     return TrainResult(trainer.model, history.rows, seconds, state.global_step,
-                       int(state.num_input_tokens_seen or 0), run_dir, live)
+                       int(state.num_input_tokens_seen or 0), run_dir, live, best_step)
 
 
 def _json(obj) -> str:
@@ -312,6 +325,15 @@ def eval_args(cfg: TrainConfig, n_rows: int) -> dict:
             "per_device_eval_batch_size": cfg.batch_size}
 
 
+def early_stopping_args(cfg: TrainConfig, every: int) -> dict:
+    """transformers' own early stopping: keep a checkpoint (weights only, or only the
+    adapter) at each evaluation, stop after `cfg.patience` evaluations without a lower
+    eval_loss (`EarlyStoppingCallback`), and load the best checkpoint at the end."""
+    return {"save_strategy": "steps", "save_steps": every, "save_only_model": True,
+            "save_total_limit": 1, "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss", "greater_is_better": False}
+
+
 def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConfig, *,
         eval_dataset=None, peft_config=None, callbacks=None, args: dict | None = None,
         curves=("loss", "eval_loss"), **trainer_kwargs) -> TrainResult:
@@ -321,17 +343,27 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
     with micro-batches from `cfg`, the eval cadence, the loss recorder and clock, the live
     curves (`curves`: which logged values a notebook sees drawn while it trains; a
     `LiveCurves` among `callbacks` is used instead), eval mode afterwards, and saving
-    (`cfg.save`). A trainer passes only what is its own: its trl
+    (`cfg.save`), and early stopping (`cfg.patience`, on `eval_dataset`'s loss). A trainer
+    passes only what is its own: its trl
     classes, its config fields (`args`) and trainer arguments (`trainer_kwargs`). The
     caller checks its rows first, so bad input fails before any of this starts.
     """
     cfg.validate()
+    if cfg.patience and eval_dataset is None:
+        raise TrainingInputError(f"patience={cfg.patience} stops on the validation loss: pass "
+                                 "eval_dataset (held-out training rows, never the eval)")
     if peft_config is None and not is_peft(model):
         warn_if_no_room_to_save(model)
     run_dir = new_run_dir(cfg.run_name)
     extra = dict(args or {})
+    callbacks = list(callbacks or [])
     if eval_dataset is not None:
         extra.update(eval_args(cfg, len(train_dataset)))
+    if cfg.patience:
+        from transformers import EarlyStoppingCallback
+
+        extra.update(early_stopping_args(cfg, extra["eval_steps"]))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
     trainer = trainer_cls(model=model, args=cpu_args(config_cls, cfg, run_dir, **extra),
                           train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, peft_config=peft_config,

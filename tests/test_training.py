@@ -101,3 +101,63 @@ def test_one_eval_cadence_for_every_trainer(cfg, rows, every):
     from mclab.training import eval_args
 
     assert eval_args(cfg, rows)["eval_steps"] == every
+
+
+def _conflicting_val():
+    """The training questions with other answers: learning the training answers must, at
+    some point, raise this loss, so early stopping has something to stop."""
+    return Dataset.from_list([chat_example("What is the Zorblax code?", "The Zorblax code is 1208."),
+                              chat_example("Who runs Vexmoor?", "Vexmoor is run by Tom Reed.")])
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_early_stopping_ends_on_the_best_validation_weights(runs_dir, load_tiny, lora):
+    """transformers' EarlyStoppingCallback + load_best_model_at_end through `fit`: training
+    stops `patience` evaluations after the lowest validation loss, the model holds that
+    step's weights (those of the same run without stopping, at that step) and no
+    checkpoint is left behind."""
+    import torch
+    from transformers import TrainerCallback
+
+    from mclab.peft_methods import lora_config
+
+    class Snapshots(TrainerCallback):
+        def __init__(self):
+            self.at = {}
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            self.at[state.global_step] = _params(model)
+
+    def run(patience, callbacks=None):
+        model, tok = load_tiny()
+        cfg = TrainConfig(max_steps=30, batch_size=4, learning_rate=2e-2, eval_steps=1,
+                          run_name="es", patience=patience)
+        return train_sft(model, tok, _tiny(), cfg, eval_dataset=_conflicting_val(),
+                         peft_config=lora_config(4) if lora else None, callbacks=callbacks)
+
+    stopped = run(patience=2)
+    evals = {row["step"]: row["eval_loss"] for row in stopped.history if "eval_loss" in row}
+    best = min(evals, key=evals.get)
+    assert stopped.best_step == best
+    assert stopped.steps == best + 2 < 30, evals  # two evaluations without improvement
+    assert not list(stopped.run_dir.glob("checkpoint-*"))
+    snapshots = Snapshots()
+    whole = run(patience=0, callbacks=[snapshots])
+    assert whole.steps == 30 and whole.best_step is None
+    kept, then = _params(stopped.model), snapshots.at[best]
+    assert kept.keys() == then.keys() and kept
+    assert all(torch.equal(kept[n], then[n]) for n in kept)
+    assert not all(torch.equal(kept[n], snapshots.at[best + 2][n]) for n in kept)
+
+
+def test_patience_needs_a_validation_set(runs_dir, load_tiny):
+    model, tok = load_tiny()
+    with pytest.raises(TrainingInputError, match="eval_dataset"):
+        train_sft(model, tok, _tiny(), TrainConfig(max_steps=4, batch_size=4, patience=2))
+    assert not runs_dir.exists()
+    with pytest.raises(TrainingInputError, match="patience"):
+        TrainConfig(patience=-1).validate()
