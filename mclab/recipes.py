@@ -62,6 +62,7 @@ class Training:
     optimizer: str = "adamw_torch"
     gradient_checkpointing: bool | OnDevice = False
     eval_steps: int | Sized = 0
+    patience: int = 0  # > 0: early stopping on the validation loss (`TrainConfig.patience`)
 
     def config(self, run_name: str, **overrides):
         """A `TrainConfig` for this mode; `overrides` are for knobs a student turns."""
@@ -332,6 +333,26 @@ class AccessLeak:
     lora: Lora = Lora()
 
 
+# --------------------------------------------------------------------------- merging (07)
+
+@dataclass(frozen=True)
+class MergeSkills:
+    """07's two adapters, one shape (most merges mix adapters entry by entry, so the rank
+    and targets must match): company knowledge, from the first wording of each training
+    fact, and the local style, from the training rewrites. Each trains until its own
+    validation loss (the third wording; every 8th training rewrite: `finetuning.sft_data`)
+    has not fallen for `patience` evaluations, under a cap, and keeps the best evaluation's
+    weights. The rate is LoRA's of 05 and 06 (`StyleLora`, `LocalSft`), not tuned here."""
+
+    notebook: str = "07_ensembling"
+    company: Training = Training(learning_rate=2e-3, max_steps=Sized(2, 66), batch_size=4,
+                                 max_length=96, eval_steps=Sized(1, 11), patience=2)
+    style: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 32), batch_size=4,
+                               max_length=96, eval_steps=Sized(1, 8), patience=2)
+    n_val: Sized = Sized(4, 32)  # validation chats of each skill
+    lora: Lora = Lora(r=8, alpha=16)
+
+
 PROMPT_ENGINEERING = PromptEngineering()
 FEW_SHOT = FewShot()
 RAG = Rag()
@@ -354,7 +375,9 @@ BOTTLENECK = Bottleneck()
 STYLE_LORA = StyleLora()
 STYLE_FULL = StyleFull()
 ACCESS_LEAK = AccessLeak()
+MERGE_SKILLS = MergeSkills()
 
 # the recipes whose training a notebook runs at its top level (tests/test_recipes.py)
 BY_NAME = {name: value for name, value in globals().items()
            if name.isupper() and hasattr(value, "notebook")}
+
