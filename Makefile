@@ -36,7 +36,7 @@ e2e: setup  ## JupyterLab in headless Chromium: run notebooks, move a widget, sc
 		$(PY) -m pytest -p no:cacheprovider tests/e2e
 
 report: setup  ## every method side by side in full mode (resumable), then every notebook timed
-	env -u MCLAB_QUICK $(PY) -m mclab report --notebooks
+	env -u MCLAB_QUICK $(PY) -m mclab report --timing --notebooks
 
 LATEST := .venv-latest
 test-latest:  ## unit tests against the newest transformers/trl/peft/datasets pyproject allows

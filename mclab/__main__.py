@@ -106,15 +106,20 @@ def report(args) -> int:
             raise rep.ReportError(NO_NOTEBOOKS)
         out = Path(args.out) if args.out else rep.default_out()
         if args.rescore_locality:
-            if names or args.force or args.notebooks or args.add:
+            if names or args.force or args.notebooks or args.add or args.timing:
                 raise rep.ReportError("--rescore-locality reruns nothing: it takes no --only, "
-                                      "--force, --add or --notebooks")
+                                      "--force, --add, --timing or --notebooks")
             result = rep.rewrite_with_new_locality(rep.check_out(out))
             print(f"locality rescored: {len(result['rows'])} rows and "
                   f"{len(result['references'])} reference rows in {out / 'comparison.md'}")
             return 0
         result = rep.run_report(names, out, force=args.force, add=args.add)
         print(f"{len(result['rows'])} rows in {out / 'comparison.md'}")
+        if args.timing:
+            result = rep.run_timing(out)
+            timed = [r for r in result["rows"] if r.get("ms_per_answer") is not None]
+            print(f"timing pass: {len(timed)} of {len(result['rows'])} rows timed cleanly "
+                  f"({out / 'timing.json'})")
         if args.notebooks:
             return measure_notebooks(args)
     except (rep.ReportError, DataError) as err:
@@ -197,6 +202,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rescore-locality", action="store_true",
                         help="report: recompute the locality columns of the stored rows from "
                         "their kept rewrites (no method reruns) and rewrite the report")
+    parser.add_argument("--timing", action="store_true",
+                        help="report: after the rows, time every method's answers in one "
+                        "pass (same questions, warm-up, interleaved rounds; run it on a quiet "
+                        "machine) for ms_per_answer")
     parser.add_argument("--notebooks", action="store_true",
                         help="report: also execute every notebook and record time and memory")
     parser.add_argument("--keep", type=int, metavar="N",

@@ -8,7 +8,7 @@ Each `run_*` returns one row of the comparison (`mclab.report_table.COLUMNS`); t
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,11 +18,29 @@ from .measure import folder_size_mb
 
 
 @dataclass
+class Serving:
+    """How a method answers a company question: the model it runs (in the form the report
+    scores, an adapter merged or not) and what the model reads (`score_model`'s
+    `company_context` and `company_system`). `mclab.timing` times every method this way."""
+
+    model: object
+    tokenizer: object
+    score_kwargs: dict = field(default_factory=dict)
+    retriever: object = field(default=None, repr=False)  # a method that retrieves: its index
+
+
+@dataclass
 class Method:
     name: str
     family: str
     trained_on: str
     run: Callable[["Context"], dict]
+    # how it serves answers; None: the base model as it is (full-weight training changes
+    # the weights' values, never the work of an answer)
+    serve: Callable[["Context"], Serving] | None = None
+
+    def serving(self, ctx: "Context") -> Serving:
+        return (self.serve or serve_base)(ctx)
 
 
 class Context:
@@ -110,43 +128,70 @@ def untrained(row: dict, storage_mb: float = 0.0) -> dict:
 
 # --------------------------------------------------------------------------- prompting
 
+def serve_base(ctx) -> Serving:
+    return Serving(*ctx.base())
+
+
 def run_base(ctx):
     model, tok = ctx.base()
     return untrained(score(ctx, model, tok))
 
 
-def run_prompt_engineering(ctx):
-    from .prompting import (COMPANY_ROLE, LOCAL_ROLE, engineered_local_prompt,
-                            frequent_local_phrases)
+def serve_prompt_engineering(ctx) -> Serving:
+    from .prompting import COMPANY_ROLE
 
-    model, tok = ctx.base()
+    return Serving(*ctx.base(), {"company_system": COMPANY_ROLE})
+
+
+def run_prompt_engineering(ctx):
+    from .prompting import LOCAL_ROLE, engineered_local_prompt, frequent_local_phrases
+
     hints = frequent_local_phrases(list(ctx.local["rewrites_train"]), ctx.sets["lexicon"],
                                    n=recipes.PROMPT_ENGINEERING.hint_phrases)
     prompts = [engineered_local_prompt(s, hints) for s in ctx.sets["local_eval"]["neutral"]]
-    return untrained(score(ctx, model, tok, ("company", "uncovered", "answers", "locality"),
-                           company_system=COMPANY_ROLE, local_prompts=prompts,
-                           local_system=LOCAL_ROLE))
+    serving = serve_prompt_engineering(ctx)
+    return untrained(score(ctx, serving.model, serving.tokenizer,
+                           ("company", "uncovered", "answers", "locality"),
+                           local_prompts=prompts, local_system=LOCAL_ROLE, **serving.score_kwargs))
 
 
-def _few_shot(ctx, other_facts: bool) -> dict:
-    from .prompting import ExampleSelector, few_shot_contexts, local_few_shot_prompts
+def serve_examples(ctx, other_facts: bool) -> Serving:
+    """The base model reading the training Q&A most similar to each question (of other facts
+    only, for true few-shot); the example search is part of every answer."""
+    from .prompting import ExampleSelector, few_shot_contexts
 
     recipe = recipes.FEW_SHOT
-    model, tok = ctx.base()
     qa_rows = list(ctx.company["train_qa"])
     qa = ExampleSelector([r["question"] for r in qa_rows], ctx.embedder)
-    pool = list(ctx.local["rewrites_train"])
-    rewrites = ExampleSelector([r["neutral"] for r in pool], ctx.embedder)
-    prompts = local_few_shot_prompts(list(ctx.sets["local_eval"]["neutral"]), pool, rewrites,
-                                     recipe.shots, recipe.strategy)
 
     def context(items):  # unanswerable questions have no fact, so nothing to exclude
         facts = [it.get("fact_id") for it in items] if other_facts else None
         return few_shot_contexts(qa, qa_rows, [it["question"] for it in items], recipe.shots,
                                  recipe.strategy, facts=facts)
 
-    return untrained(score(ctx, model, tok, ("company", "uncovered", "answers", "locality"),
-                           local_prompts=prompts, company_context=context))
+    return Serving(*ctx.base(), {"company_context": context})
+
+
+def _few_shot(ctx, other_facts: bool) -> dict:
+    from .prompting import ExampleSelector, local_few_shot_prompts
+
+    recipe = recipes.FEW_SHOT
+    serving = serve_examples(ctx, other_facts)
+    pool = list(ctx.local["rewrites_train"])
+    rewrites = ExampleSelector([r["neutral"] for r in pool], ctx.embedder)
+    prompts = local_few_shot_prompts(list(ctx.sets["local_eval"]["neutral"]), pool, rewrites,
+                                     recipe.shots, recipe.strategy)
+    return untrained(score(ctx, serving.model, serving.tokenizer,
+                           ("company", "uncovered", "answers", "locality"),
+                           local_prompts=prompts, **serving.score_kwargs))
+
+
+def serve_qa_retrieval(ctx) -> Serving:
+    return serve_examples(ctx, other_facts=False)
+
+
+def serve_few_shot(ctx) -> Serving:
+    return serve_examples(ctx, other_facts=True)
 
 
 def run_qa_retrieval(ctx):
@@ -161,25 +206,37 @@ def run_few_shot(ctx):
     return _few_shot(ctx, other_facts=True)
 
 
-def run_rag(ctx):
-    import numpy as np
-
-    from .answers import contains_answer
+def serve_rag(ctx) -> Serving:
+    """The base model reading the passages the RAG recipe retrieves (retrieval is timed with
+    the answer it serves)."""
     from .rag import RAG_SYSTEM, build_context, retriever_from_recipe
-    from .rag_answers import Abstention, ChunkSimilarity, rag_answer
 
     recipe = recipes.RAG
     model, tok = ctx.base()
     retriever = retriever_from_recipe(list(ctx.company["documents"]), ctx.embedder, recipe,
                                       model, tok)
+
+    def context(items):
+        ids = retriever.retrieve([it["question"] for it in items], recipe.k)
+        return [build_context(i, retriever.chunks) for i in ids]
+
+    return Serving(model, tok, {"company_context": context, "company_system": RAG_SYSTEM},
+                   retriever=retriever)
+
+
+def run_rag(ctx):
+    import numpy as np
+
+    from .answers import contains_answer
+    from .rag_answers import Abstention, ChunkSimilarity, rag_answer
+
+    recipe = recipes.RAG
+    serving = serve_rag(ctx)
+    model, tok, retriever = serving.model, serving.tokenizer, serving.retriever
     chunks = retriever.chunks
     similarity = ChunkSimilarity(ctx.embedder, chunks)
     abstention = Abstention(recipe.min_similarity, recipe.min_support)
     written = {}  # question -> RagAnswer, for the citations and reasons in the row
-
-    def context(items):  # retrieval is timed with the answer it serves
-        ids = retriever.retrieve([it["question"] for it in items], recipe.k)
-        return [build_context(i, retriever.chunks) for i in ids]
 
     def answer(items):
         answers = rag_answer(model, tok, [it["question"] for it in items], retriever, recipe.k,
@@ -187,8 +244,8 @@ def run_rag(ctx):
         written.update((a.question, a) for a in answers)
         return [a.text for a in answers]
 
-    row = score(ctx, model, tok, ("company", "uncovered", "answers"), company_context=context,
-                company_system=RAG_SYSTEM, company_answer=answer)
+    row = score(ctx, model, tok, ("company", "uncovered", "answers"), company_answer=answer,
+                **serving.score_kwargs)
     if written:
         items = list(ctx.sets["company_mc"])
         row["rag_answers"] = [
@@ -427,13 +484,49 @@ def run_grpo(ctx):
     return _after_sft(trained(ctx, grpo, tok), sft_costs)
 
 
+# ------------------------------------------------------------ how trained methods serve
+# An adapter's work per answer depends on its shapes (rank and targets, virtual tokens,
+# bottleneck width), not on its trained values: `mclab.timing` times these forms, each
+# built from the method's recipe and left unmerged as the report scores it.
+
+def serve_lora(lora: recipes.Lora) -> Callable[["Context"], Serving]:
+    def serve(ctx) -> Serving:
+        from peft import get_peft_model
+
+        model, tok = ctx.base()
+        return Serving(get_peft_model(model, lora.config()).eval(), tok)
+
+    return serve
+
+
+def serve_prefix(ctx) -> Serving:
+    from .peft_methods import enable_prefix_generation, prefix_config, prefix_from_text
+
+    recipe = recipes.PREFIX
+    model, tok = ctx.base()
+    model = prefix_from_text(model, tok, prefix_config(recipe.virtual_tokens), recipe.init_text)
+    enable_prefix_generation(model)
+    return Serving(model.eval(), tok)
+
+
+def serve_bottleneck(ctx) -> Serving:
+    from .adapters import add_adapters
+
+    model, tok = ctx.base()
+    return Serving(add_adapters(model, recipes.BOTTLENECK.size, recipes.BOTTLENECK.where).eval(),
+                   tok)
+
+
 METHODS = [
     Method("base", "none", "-", run_base),
     # what the model reads
-    Method("prompt engineering", "prompting", "company, local", run_prompt_engineering),
-    Method("few-shot (4 other facts)", "prompting", "company, local", run_few_shot),
-    Method("retrieval over training Q&A (k=4)", "retrieval", "company, local", run_qa_retrieval),
-    Method(recipes.RAG.method_name, "retrieval", "company", run_rag),
+    Method("prompt engineering", "prompting", "company, local", run_prompt_engineering,
+           serve_prompt_engineering),
+    Method("few-shot (4 other facts)", "prompting", "company, local", run_few_shot,
+           serve_few_shot),
+    Method("retrieval over training Q&A (k=4)", "retrieval", "company, local", run_qa_retrieval,
+           serve_qa_retrieval),
+    Method(recipes.RAG.method_name, "retrieval", "company", run_rag, serve_rag),
     # raw text, then labelled examples, then small trainable modules
     Method("CPT + replay", "continued pre-training", "medical", run_cpt_medical),
     Method("CPT documents", "continued pre-training", "company", run_cpt_documents),
@@ -444,11 +537,17 @@ METHODS = [
     Method("CPT + replay, then medical SFT", "continued pre-training", "medical",
            run_cpt_then_medical_sft),
     Method("full SFT", "supervised fine-tuning", "company", run_full_sft),
-    Method("LoRA r=16", "parameter-efficient", "company", run_lora),
-    Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix),
-    Method("adapter layers (bottleneck)", "parameter-efficient", "local", run_bottleneck),
+    Method("LoRA r=16", "parameter-efficient", "company", run_lora,
+           serve_lora(recipes.LORA_SFT.lora)),
+    Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix,
+           serve_prefix),
+    Method("adapter layers (bottleneck)", "parameter-efficient", "local", run_bottleneck,
+           serve_bottleneck),
     # feedback signals, after the SFT model they start from
     Method("local SFT (LoRA)", "supervised fine-tuning", "local", run_local_sft),
-    Method("SFT + DPO", "reinforcement fine-tuning", "local", run_dpo),
-    Method("SFT + GRPO", "reinforcement fine-tuning", "local", run_grpo),
+    # DPO and GRPO serve their LoRA unmerged, on the SFT model merged into the base's shapes
+    Method("SFT + DPO", "reinforcement fine-tuning", "local", run_dpo,
+           serve_lora(recipes.DPO.lora)),
+    Method("SFT + GRPO", "reinforcement fine-tuning", "local", run_grpo,
+           serve_lora(recipes.GRPO.lora)),
 ]

@@ -191,5 +191,18 @@ def run_report(names=None, out=None, force: bool = False, progress: bool = True,
     return result
 
 
+def run_timing(out: Path, progress: bool = True) -> dict:
+    """The timing pass (`mclab.timing`) over every method that has a row, in this process
+    and after the rows; writes <out>/timing.json, then the report again with its times."""
+    from .timing import timing_pass
+
+    out = check_out(out)
+    names = [m.name for m in METHODS if load_row(out, m.name)]
+    if not names:
+        raise ReportError(f"no rows in {out} to time; run the methods first")
+    write_json_atomic(out / "timing.json", timing_pass(names, progress=progress))
+    return write_report(out)
+
+
 def clean(out: Path) -> None:
     shutil.rmtree(Path(out) / "rows", ignore_errors=True)

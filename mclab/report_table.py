@@ -61,7 +61,11 @@ COLUMNS = {
     "trainable_params": "parameters the method trained (0: none)",
     "train_seconds": "wall seconds of training (0: none)",
     "peak_memory_mb": "peak resident memory of the whole method's process, MB",
-    "ms_per_answer": "milliseconds per company question (retrieval and longer prompts included)",
+    "ms_per_answer": "milliseconds per company question (retrieval and longer prompts "
+                     "included): the median of the timing pass's rounds (reports/timing.json: "
+                     "the same questions for every method, a warm-up, interleaved rounds); "
+                     "null where the pass was not clean, with the reason there",
+    "ms_per_answer_range": "min and max of ms_per_answer over the timing pass's rounds",
     "storage_mb": "disk the method adds beside the base model, MB",
 }
 
@@ -120,7 +124,13 @@ def ensemble_row(rows: dict) -> dict | None:
             "train_seconds": sum(r["train_seconds"] for r in parts),
             # members answer one after another, so the largest member's memory is the peak
             "peak_memory_mb": max(r["peak_memory_mb"] for r in parts),
-            "ms_per_answer": sum(r["ms_per_answer"] for r in parts),
+            # members answer one after another: their times add up (null if one is null)
+            "ms_per_answer": (None if any(r["ms_per_answer"] is None for r in parts)
+                              else sum(r["ms_per_answer"] for r in parts)),
+            "ms_per_answer_range": (None if any(not r.get("ms_per_answer_range")
+                                                for r in parts) else
+                                    [sum(r["ms_per_answer_range"][i] for r in parts)
+                                     for i in (0, 1)]),
             "storage_mb": sum(r["storage_mb"] for r in parts),
             "mode": parts[0]["mode"]}
 
@@ -282,6 +292,15 @@ def rescore_locality(out: Path, score=None) -> list[str]:
     return done
 
 
+def load_timing(out: Path) -> dict | None:
+    """The timing pass of this mode (`mclab.timing`, reports/timing.json), if it ran."""
+    path = Path(out) / "timing.json"
+    if not path.exists():
+        return None
+    timing = json.loads(path.read_text())
+    return timing if timing.get("mode") == get_settings().mode else None
+
+
 def write_report(out: Path, provenance: dict | None = None) -> dict:
     """comparison.json, comparison.md and quality_vs_cost.png from the finished rows.
 
@@ -291,7 +310,11 @@ def write_report(out: Path, provenance: dict | None = None) -> dict:
     out = Path(out)
     from .methods import METHODS
 
+    from .timing import apply_timing
+
+    timing = load_timing(out)
     done = {m.name: r for m in METHODS if (r := load_row(out, m.name))}
+    done = {r["method"]: r for r in apply_timing(list(done.values()), timing)}
     rows = list(done.values())
     if (ens := ensemble_row(done)) is not None:
         rows.append(ens)
@@ -303,6 +326,7 @@ def write_report(out: Path, provenance: dict | None = None) -> dict:
     report = {"mode": settings.mode, "generated": datetime.now(timezone.utc).isoformat(
         timespec="seconds"), "cpus": os.cpu_count(), "threads": settings.threads,
         **(provenance or {}),
+        **({"timing": {k: v for k, v in timing.items() if k != "methods"}} if timing else {}),
         "company_items": max((len(r.get("company_probs", [])) for r in rows), default=0),
         "columns": COLUMNS, "rows": table, "references": references,
         "verdicts": paired_verdicts(rows)}
@@ -342,6 +366,8 @@ def _fmt(value, col: str) -> str:
         return "-"
     if col.endswith("_ci"):
         return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    if col.endswith("_range"):
+        return f"[{value[0]:,.1f}, {value[1]:,.1f}]"
     if col in ("trainable_params",):
         return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value:,}"
     if isinstance(value, float):
@@ -357,6 +383,17 @@ def markdown_table(report: dict) -> str:
         lines += [f"Locality columns rescored from the stored rewrites on "
                   f"{report['locality_rescored']} (`python -m mclab report --rescore-locality`).",
                   ""]
+    if report.get("timing"):
+        t = report["timing"]
+        lines += [f"`ms_per_answer`: one timing pass on {t['date']} ({t['machine']}, "
+                  f"{t['threads']} threads): the same {t['items']} company questions for every "
+                  f"method, {t['warm_up_rounds']} warm-up round and {t['repeats']} interleaved "
+                  f"rounds, the median with its range; load average "
+                  f"{t['load_average_before'][0]:.2f} before and "
+                  f"{t['load_average_after'][0]:.2f} after (reports/timing.json).", ""]
+    else:
+        lines += ["`ms_per_answer`: each method's own run, not a dedicated timing pass: not "
+                  "comparable between rows (`python -m mclab report --timing`).", ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in report["rows"]]
     if report.get("references"):
