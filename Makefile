@@ -35,8 +35,8 @@ e2e: setup  ## JupyterLab in headless Chromium: run notebooks, move a widget, sc
 	MCLAB_E2E_NOTEBOOKS=$(E2E_NOTEBOOKS) MCLAB_E2E_OUT=$(CURDIR)/runs/e2e \
 		$(PY) -m pytest -p no:cacheprovider tests/e2e
 
-report: setup  ## every method side by side in full mode (resumable), then every notebook timed
-	env -u MCLAB_QUICK $(PY) -m mclab report --timing --notebooks
+report: setup  ## every method side by side in full mode, 3 seeds per trained row (resumable), one timing pass, then every notebook timed
+	env -u MCLAB_QUICK $(PY) -m mclab report --seeds 3 --timing --notebooks
 
 LATEST := .venv-latest
 test-latest:  ## unit tests against the newest transformers/trl/peft/datasets pyproject allows

@@ -95,7 +95,7 @@ def report(args) -> int:
 
     try:
         if args.one:  # the child process of one method
-            rep.run_one(args.one, Path(args.out), add=args.add)
+            rep.run_one(args.one, Path(args.out), add=args.add, as_seed=args.as_seed)
             return 0
         names = args.only or None
         if names:
@@ -113,7 +113,7 @@ def report(args) -> int:
             print(f"locality rescored: {len(result['rows'])} rows and "
                   f"{len(result['references'])} reference rows in {out / 'comparison.md'}")
             return 0
-        result = rep.run_report(names, out, force=args.force, add=args.add)
+        result = rep.run_report(names, out, force=args.force, add=args.add, seeds=args.seeds)
         print(f"{len(result['rows'])} rows in {out / 'comparison.md'}")
         if args.timing:
             result = rep.run_timing(out)
@@ -212,7 +212,11 @@ def main(argv=None) -> int:
                         help="runs: delete all but the newest N runs of each run name")
     parser.add_argument("--dry-run", action="store_true",
                         help="runs: with --keep, only list what would be deleted")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="report: run every trained row with N training seeds (MCLAB_SEED, "
+                        "+1, ...; resumable); scores become the mean, with the seeds' range")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--as-seed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.paths and args.command != "measure-notebooks":
         parser.error(f"{args.command} takes no paths ({' '.join(args.paths)})")

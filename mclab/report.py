@@ -10,6 +10,7 @@ Finished rows are kept in `<out>/rows/NAME.json`; a rerun skips them unless aske
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import numpy as np
 from .config import get_settings
 from .device import choose_device, is_main_process, num_processes
 from .files import write_json_atomic
+from .seeds import is_trained, seed_path
 from .measure import maxrss_mb
 from .methods import METHODS, Method
 from .models import model_folder_name, model_name
@@ -53,13 +55,14 @@ def default_out() -> Path:
     return out / "models" / other if other else out
 
 
-def run_one(name: str, out: Path, add: str | None = None) -> dict:
+def run_one(name: str, out: Path, add: str | None = None, as_seed: bool = False) -> dict:
     """Run one method in this process and write its row (called in the child).
 
     With `add` (a scorecard part), the method runs again scoring only that part and the
     company multiple choice; the new part's fields join the existing row, whose other numbers
     stay as they were. The company answers must come out as before (training is seeded), and
-    the row records whether they did (`added_parts`).
+    the row records whether they did (`added_parts`). With `as_seed`, the row is one more
+    training seed's (MCLAB_SEED) and goes to `rows/seeds/` (`mclab.seeds`).
     """
     from .config import setup
 
@@ -72,7 +75,7 @@ def run_one(name: str, out: Path, add: str | None = None) -> dict:
         row = m.run(Context())
         row = {"method": m.name, "family": m.family, "trained_on": m.trained_on, **row,
                "seconds": time.perf_counter() - start, "mode": get_settings().mode,
-               "model": model_name(), **_where_and_memory()}
+               "seed": get_settings().seed, "model": model_name(), **_where_and_memory()}
     else:
         row = load_row(out, m.name)
         if row is None:
@@ -90,7 +93,10 @@ def run_one(name: str, out: Path, add: str | None = None) -> dict:
         row = {**row, **{k: v for k, v in new.items() if k in fields},
                "added_parts": {**row.get("added_parts", {}), add: record}}
     if is_main_process():  # under `accelerate launch` every process trains; one writes
-        write_json_atomic(Path(out) / "rows" / f"{slug(m.name)}.json", row)
+        path = (seed_path(out, slug(m.name), row["seed"]) if as_seed
+                else Path(out) / "rows" / f"{slug(m.name)}.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, row)
     return row
 
 
@@ -119,12 +125,18 @@ ADDED_FIELDS = {"answers": ("company_answer_match", "company_answer_f1", "false_
                             "medical_nll", "medical_tokens")}
 
 
-def _child(name: str, out: Path, add: str | None = None) -> tuple[int, float]:
-    """Run a method in a child process; its exit code and peak resident memory (MB)."""
+def _child(name: str, out: Path, add: str | None = None,
+           seed: int | None = None) -> tuple[int, float]:
+    """Run a method in a child process; its exit code and peak resident memory (MB). With
+    `seed`, the child trains with that MCLAB_SEED and writes an extra seed's row."""
     extra = ["--add", add] if add else []
+    env = None
+    if seed is not None:
+        extra.append("--as-seed")
+        env = {**os.environ, "MCLAB_SEED": str(seed)}
     proc = subprocess.Popen([sys.executable, "-m", "mclab", "report", "--one", name,
                              "--out", str(out), *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     # Relay the child's output through this process, so in a notebook it shows in the cell
     # (a child writing to the kernel's own stdout would print to the server's terminal).
     while chunk := proc.stdout.read1(4096):
@@ -150,10 +162,13 @@ def check_out(out: Path) -> Path:
 
 
 def run_report(names=None, out=None, force: bool = False, progress: bool = True,
-               add: str | None = None) -> dict:
+               add: str | None = None, seeds: int = 1) -> dict:
     """Run the methods not yet done (all of `names`, with `force`) and write the report; a
     run of every method also writes the locality score's reference rows if missing. With
-    `add`, score one more part for the rows that lack it (`run_one`)."""
+    `add`, score one more part for the rows that lack it (`run_one`). With `seeds` > 1,
+    every trained row also runs with seeds + 1 ... + seeds - 1 (`mclab.seeds`)."""
+    if seeds < 1:
+        raise ReportError(f"--seeds must be 1 or more, got {seeds}")
     every = not names
     names = [method(n).name for n in (names or [m.name for m in METHODS])]
     out = check_out(out or default_out())
@@ -182,6 +197,8 @@ def run_report(names=None, out=None, force: bool = False, progress: bool = True,
             continue  # the others still run; the report is written with what finished
         row["peak_memory_mb"] = peak_mb
         write_json_atomic(out / "rows" / f"{slug(name)}.json", row)
+    if seeds > 1 and add is None:
+        failed += run_seeds(names, out, seeds, force, progress)
     if every and not all(load_row(out, name) for name in REFERENCES):
         write_reference_rows(out)  # the locality score's bounds: seconds, no model
     result = write_report(out)
@@ -189,6 +206,34 @@ def run_report(names=None, out=None, force: bool = False, progress: bool = True,
         raise ReportError(f"failed: {', '.join(failed)}; their output is above. Rerun one "
                           "alone with `python -m mclab report --only NAME`")
     return result
+
+
+def run_seeds(names, out: Path, seeds: int, force: bool = False,
+              progress: bool = True) -> list[str]:
+    """The extra seeds of every trained row among `names` (resumable); what failed."""
+    from tqdm.auto import tqdm
+
+    first = get_settings().seed
+    todo = []
+    for name in names:
+        row = load_row(out, name)
+        if row is None or not is_trained(row):
+            continue  # prompts and retrieval are deterministic: one run is all of them
+        for seed in range(first + 1, first + seeds):
+            path = seed_path(out, slug(name), seed)
+            if force or not path.exists():
+                todo.append((name, seed))
+    failed = []
+    for name, seed in tqdm(todo, desc="extra seeds", disable=not progress):
+        code, peak_mb = _child(name, out, seed=seed)
+        path = seed_path(out, slug(name), seed)
+        if code != 0 or not path.exists():
+            failed.append(f"{name!r} seed {seed} (exit code {code})")
+            continue
+        row = json.loads(path.read_text())
+        row["peak_memory_mb"] = peak_mb
+        write_json_atomic(path, row)
+    return failed
 
 
 def run_timing(out: Path, progress: bool = True) -> dict:

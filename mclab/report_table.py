@@ -58,6 +58,13 @@ COLUMNS = {
     "meaning": "meaning kept: cosine of the rewrite (local phrases read as their glosses) to "
                "the neutral sentence, rescaled so an unrelated sentence scores 0 and the "
                "sentence itself 1",
+    "seeds": "training seeds behind the row (MCLAB_SEED; `report --seeds N`): with more than "
+             "one, each score is the mean over the seeds, intervals and paired tests use the "
+             "per-item mean over the seeds, and costs are the first seed's",
+    "company_knowledge_seed_range": "min and max of company_knowledge over the seeds",
+    "company_uncovered_seed_range": "min and max of company_uncovered over the seeds",
+    "locality_seed_range": "min and max of locality over the seeds",
+    "medical_perplexity_seed_range": "min and max of medical_perplexity over the seeds",
     "trainable_params": "parameters the method trained (0: none)",
     "train_seconds": "wall seconds of training (0: none)",
     "peak_memory_mb": "peak resident memory of the whole method's process, MB",
@@ -159,6 +166,8 @@ def correct_items(row: dict, key: str = "company") -> np.ndarray | None:
 def yes_no_items(row: dict, key: str) -> np.ndarray | None:
     """Per question, a multiple-choice eval's correct answers (`key` a KNOWLEDGE_EVALS prefix)
     or a written-answer result (`key` an ANSWER_EVALS field); None where not scored."""
+    if key in row.get("seed_items", {}):  # several training seeds: the share right per item
+        return np.array(row["seed_items"][key], dtype=float)
     if key in dict(ANSWER_EVALS):
         return np.array(row[key], dtype=bool) if row.get(key) else None
     return correct_items(row, key)
@@ -181,7 +190,9 @@ def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str,
 
 def paired_verdicts(rows: list[dict]) -> list[dict]:
     """Every stated comparison as a paired test on the same items: exact McNemar for the
-    company accuracies, paired bootstrap for locality (sentence by sentence)."""
+    company accuracies, paired bootstrap for locality (sentence by sentence), and for an
+    accuracy where a row has several training seeds (per item, the share of seeds right:
+    not a yes/no, so not McNemar)."""
     from .stats import mcnemar_exact, paired_bootstrap, paired_perplexity, verdict
 
     def record(a, b, metric, name, test, **counts):
@@ -195,8 +206,12 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
         correct = {r["method"]: c for r in rows if (c := yes_no_items(r, key)) is not None}
         accuracy = {name: float(c.mean()) for name, c in correct.items()}
         for a, b in comparisons(list(correct), accuracy):
-            test = mcnemar_exact(correct[a], correct[b])
-            record(a, b, metric, "exact McNemar", test, a_only=test.b, b_only=test.c)
+            if correct[a].dtype == bool and correct[b].dtype == bool:
+                test = mcnemar_exact(correct[a], correct[b])
+                record(a, b, metric, "exact McNemar", test, a_only=test.b, b_only=test.c)
+            else:
+                record(a, b, metric, "paired bootstrap (per item, mean over seeds)",
+                       paired_bootstrap(correct[a].astype(float), correct[b].astype(float)))
     ppl = {r["method"]: (np.array(r["medical_nll"]), np.array(r["medical_tokens"]))
            for r in rows if r.get("medical_nll")}
     for a, b in [(n, "base") for n in ppl if n != "base"] + list(MEDICAL_PAIRS):
@@ -313,7 +328,11 @@ def write_report(out: Path, provenance: dict | None = None) -> dict:
     from .timing import apply_timing
 
     timing = load_timing(out)
-    done = {m.name: r for m in METHODS if (r := load_row(out, m.name))}
+    from .seeds import combine, load_seed_rows
+
+    mode = get_settings().mode
+    done = {m.name: combine(r, load_seed_rows(out, slug(m.name), mode))
+            for m in METHODS if (r := load_row(out, m.name))}
     done = {r["method"]: r for r in apply_timing(list(done.values()), timing)}
     rows = list(done.values())
     if (ens := ensemble_row(done)) is not None:
@@ -367,7 +386,10 @@ def _fmt(value, col: str) -> str:
     if col.endswith("_ci"):
         return f"[{value[0]:.3f}, {value[1]:.3f}]"
     if col.endswith("_range"):
-        return f"[{value[0]:,.1f}, {value[1]:,.1f}]"
+        spec = ".3f" if col.removesuffix("_seed_range") in SHARES else ",.1f"
+        return f"[{value[0]:{spec}}, {value[1]:{spec}}]"
+    if col == "seeds":
+        return ", ".join(map(str, value))
     if col in ("trainable_params",):
         return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value:,}"
     if isinstance(value, float):

@@ -56,7 +56,8 @@ def test_without_paths_it_times_the_checkouts_solutions(tmp_path, fake_measure):
 def test_report_notebooks_calls_the_module_in_process(tmp_path, fake_measure, monkeypatch):
     from mclab import report
 
-    monkeypatch.setattr(report, "run_report", lambda names, out, force, add=None: {"rows": []})
+    monkeypatch.setattr(report, "run_report",
+                        lambda names, out, force, add=None, seeds=1: {"rows": []})
     assert cli.main(["report", "--only", "base", "--notebooks", "--out", str(tmp_path)]) == 0
     assert fake_measure == config.course_notebooks()
     assert (tmp_path / "notebooks.json").exists()

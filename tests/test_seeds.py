@@ -1,0 +1,102 @@
+"""Several training seeds per trained row (issue 13): the report runs them (resumable, only
+rows that train), and the table reports their mean with the seeds' range, intervals and
+paired tests over the per-item means."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mclab import report, seeds
+from mclab import report_table as rt
+
+PROBS_RIGHT, PROBS_WRONG = [0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]
+
+
+def _row(name, seed, right, trained=True, **extra):
+    """A row whose method answers question i right where right[i] (answer 0 each time)."""
+    return {"method": name, "family": "x", "trained_on": "company", "seed": seed,
+            "company_probs": [PROBS_RIGHT if r else PROBS_WRONG for r in right],
+            "company_answers": [0] * len(right), "company_knowledge": float(np.mean(right)),
+            "trainable_params": 1000 if trained else 0, "train_seconds": 1.0,
+            "peak_memory_mb": 1.0, "storage_mb": 0.0, "ms_per_answer": 1.0, "mode": "quick",
+            **extra}
+
+
+def test_seeds_are_averaged_item_by_item():
+    first = _row("full SFT", 0, [1, 1, 0, 0], locality_items=[0.2, 0.4],
+                 medical_nll=[10.0, 20.0], medical_tokens=[5, 10], locality=0.3)
+    second = _row("full SFT", 1, [1, 0, 0, 1], locality_items=[0.4, 0.0],
+                  medical_nll=[12.0, 18.0], medical_tokens=[5, 10], locality=0.2)
+    row = seeds.combine(first, [second])
+    assert row["seeds"] == [0, 1]
+    assert row["seed_items"]["company"] == [1.0, 0.5, 0.0, 0.5]
+    assert row["company_knowledge"] == 0.5 and row["company_knowledge_seeds"] == [0.5, 0.5]
+    assert row["locality_items"] == pytest.approx([0.3, 0.2])
+    assert row["locality"] == pytest.approx(0.25)
+    assert row["locality_seed_range"] == pytest.approx([0.2, 0.3])
+    assert row["medical_perplexity"] == pytest.approx(np.exp(30 / 15))
+    assert row["medical_perplexity_seeds"] == pytest.approx([np.exp(2.0), np.exp(2.0)])
+    assert row["company_probs"] == first["company_probs"]  # the ensemble uses the first seed
+    assert seeds.combine(first, []) is first
+
+
+def test_mismatched_seeds_are_refused():
+    first = _row("full SFT", 0, [1, 0])
+    with pytest.raises(ValueError, match="same seed twice"):
+        seeds.combine(first, [_row("full SFT", 0, [1, 1])])
+    with pytest.raises(ValueError, match="different numbers of items"):
+        seeds.combine(first, [_row("full SFT", 1, [1, 1, 0])])
+
+
+def test_a_seeded_row_is_compared_by_paired_bootstrap_an_unseeded_pair_by_mcnemar():
+    base = _row("base", 0, [0] * 20, trained=False)
+    sft = seeds.combine(_row("full SFT", 0, [1] * 15 + [0] * 5),
+                        [_row("full SFT", 1, [1] * 12 + [0] * 8)])
+    lora = _row("LoRA r=16", 0, [1] * 10 + [0] * 10)
+    found = {(v["a"], v["b"]): v for v in rt.paired_verdicts([base, sft, lora])
+             if v["metric"] == "company_knowledge"}
+    assert found[("full SFT", "base")]["test"].startswith("paired bootstrap")
+    assert found[("full SFT", "base")]["p_value"] < 0.05
+    assert found[("LoRA r=16", "base")]["test"] == "exact McNemar"
+    assert found[("LoRA r=16", "full SFT")]["test"].startswith("paired bootstrap")
+
+
+def test_only_trained_rows_get_extra_seeds_and_they_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCLAB_QUICK", "1")
+    monkeypatch.setenv("MCLAB_SEED", "0")
+    (tmp_path / "rows").mkdir()
+    for row in (_row("base", 0, [1, 0], trained=False), _row("full SFT", 0, [1, 0])):
+        (tmp_path / "rows" / f"{rt.slug(row['method'])}.json").write_text(json.dumps(row))
+    calls = []
+
+    def child(name, out, add=None, seed=None):
+        calls.append((name, seed))
+        if seed == 2:
+            return 1, 0.0  # this seed's run failed
+        path = seeds.seed_path(out, rt.slug(name), seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_row(name, seed, [1, 1])))
+        return 0, 123.0
+
+    monkeypatch.setattr(report, "_child", child)
+    failed = report.run_seeds(["base", "full SFT"], tmp_path, seeds=3, progress=False)
+    assert calls == [("full SFT", 1), ("full SFT", 2)]
+    assert failed == ["'full SFT' seed 2 (exit code 1)"]
+    stored = json.loads(seeds.seed_path(tmp_path, "full-sft", 1).read_text())
+    assert stored["peak_memory_mb"] == 123.0
+    calls.clear()
+    report.run_seeds(["base", "full SFT"], tmp_path, seeds=3, progress=False)
+    assert calls == [("full SFT", 2)]  # seed 1 is done; only the failed one runs again
+    table = {r["method"]: r for r in rt.write_report(tmp_path)["rows"]}
+    assert table["full SFT"]["seeds"] == [0, 1]
+    assert table["full SFT"]["company_knowledge"] == 0.75
+    assert table["full SFT"]["company_knowledge_seed_range"] == [0.5, 1.0]
+    assert table["base"]["seeds"] is None
+    text = (tmp_path / "comparison.md").read_text()
+    assert "| 0, 1 |" in text and "[0.500, 1.000]" in text
+
+
+def test_seeds_must_be_positive(tmp_path):
+    with pytest.raises(rt.ReportError, match="--seeds"):
+        report.run_report(["base"], out=tmp_path, seeds=0, progress=False)
