@@ -106,3 +106,21 @@ def test_the_profile_names_each_cells_time_and_peak(tmp_path):
     assert peak1 - peak2 > 200, row["cells"]
     assert row["peak_rss_mb"] >= peak1
     assert len(row["load_average"]) == 2
+
+
+def test_the_performance_table_flags_what_is_over_budget():
+    """tools/performance_table.py: docs/performance.md's profile, from notebooks.json."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "performance_table.py"
+    spec = importlib.util.spec_from_file_location("performance_table", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    text = tool.table({
+        "a.ipynb": {"seconds": 400.0, "peak_rss_mb": 1000, "load_average": [1.0, 1.1],
+                    "cells": [[3, 10.0, 900], [5, 300.0, 1000]]},
+        "b.ipynb": {"seconds": 100.0, "peak_rss_mb": 2500, "slowest_cells": {"cell 2": 50.0}},
+        "c.ipynb": {"error": "RuntimeError: x"}}, cells=1)
+    assert "| a.ipynb | 400 | 1,000 | time no, memory yes | 1.00, 1.10 | 5: 300 s (1,000 MB) |" in text
+    assert "| b.ipynb | 100 | 2,500 | time yes, memory no | not recorded | cell 2: 50 s |" in text
+    assert "failed: RuntimeError: x" in text and "**500** (budget 1,800)" in text
