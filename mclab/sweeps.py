@@ -1,0 +1,153 @@
+"""Choosing a supervised recipe's settings on validation data (issue 13, point 5).
+
+Each setting of a small grid trains the recipe from the base model with early stopping on
+the recipe's own validation split (`TrainConfig.patience`: stop after `patience`
+evaluations without a lower validation loss, keep the best evaluation's weights), under a
+cap of steps. The setting with the lowest best validation loss wins. The held-out evals are
+never read: the validation splits are the ones `finetuning.sft_data` and
+`finetuning.style_split` hold out of the *training* files.
+
+All the targets here are trained on the same loss, the completion's negative
+log-likelihood, so their validation losses compare across learning rates, ranks, target
+modules, prefix lengths and adapter widths. (DPO's loss depends on its beta, and GRPO has
+no validation loss: neither is chosen here.)
+
+    python tools/choose_settings.py FULL_SFT --grid learning_rate=1e-5,3e-5,5e-5,1e-4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+from . import recipes
+
+# what each recipe trains on: the dataset of `finetuning.sft_data`, or 06's style split
+DATA = {"FULL_SFT": "company", "LORA_SFT": "company", "STYLE_SFT": "local",
+        "LOCAL_SFT": "local", "MEDICAL_SFT": "medical", "STYLE_LORA": "style split",
+        "STYLE_FULL": "style split", "PREFIX": "style split", "BOTTLENECK": "style split"}
+ADAPTER_FIELDS = {"r", "alpha", "targets", "virtual_tokens", "size", "where"}
+
+
+class SweepError(ValueError):
+    """A recipe or a setting the sweep cannot train; raised before any training."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each setting may train: the cap, the evaluation cadence, the patience."""
+
+    max_steps: int
+    eval_steps: int
+    patience: int = 2
+
+
+def check(recipe_name: str, grid: list[dict]) -> object:
+    """The recipe, after checking that every setting of `grid` names a field it has."""
+    if recipe_name not in DATA:
+        raise SweepError(f"no validation sweep for {recipe_name!r}; choose one of "
+                         f"{sorted(DATA)}")
+    if not grid:
+        raise SweepError("the grid is empty: give at least one setting")
+    recipe = recipes.BY_NAME[recipe_name]
+    training = {f.name for f in dataclasses.fields(recipes.Training)}
+    for setting in grid:
+        unknown = set(setting) - training - ADAPTER_FIELDS
+        if unknown:
+            raise SweepError(f"{recipe_name}: unknown settings {sorted(unknown)}; a setting "
+                             f"names Training fields {sorted(training)} or adapter fields "
+                             f"{sorted(ADAPTER_FIELDS)}")
+        adapter = set(setting) & ADAPTER_FIELDS
+        if adapter and not _adapter_fields(recipe) >= adapter:
+            raise SweepError(f"{recipe_name} has no adapter field {sorted(adapter)}")
+    return recipe
+
+
+def _adapter_fields(recipe) -> set[str]:
+    if getattr(recipe, "lora", None) is not None:
+        return {"r", "alpha", "targets"}
+    if isinstance(recipe, recipes.Prefix):
+        return {"virtual_tokens"}
+    if isinstance(recipe, recipes.Bottleneck):
+        return {"size", "where"}
+    return set()
+
+
+def data(recipe_name: str, recipe, n_val: int | None = None):
+    """(train, validation) chats of the recipe, validation held out of the training files."""
+    from .finetuning import sft_data, style_examples, style_split
+    from .training import chat_dataset
+
+    kind = DATA[recipe_name]
+    if kind == "style split":
+        train, val = style_split(_local(), n_val or recipes.PREFIX.n_val.get())
+        return chat_dataset(style_examples(train)), chat_dataset(style_examples(val))
+    kwargs = {"train_on": recipe.train_on} if kind == "company" else {}
+    return sft_data(kind, n_train=getattr(recipe, "n_train", recipes.Sized(None, None)).get(),
+                    n_val=n_val, **kwargs)
+
+
+def _local():
+    from .data import load_scenario
+
+    return load_scenario("local")
+
+
+def prepare(recipe, model, tokenizer, setting: dict):
+    """The model as the recipe trains it (adapter inserted with the setting's shape) and the
+    peft config to pass to training (None: the model is ready)."""
+    if getattr(recipe, "lora", None) is not None:
+        lora = dataclasses.replace(recipe.lora, **{k: v for k, v in setting.items()
+                                                   if k in ("r", "alpha", "targets")})
+        return model, lora.config()
+    if isinstance(recipe, recipes.Prefix):
+        from .peft_methods import prefix_config, prefix_from_text
+
+        n = setting.get("virtual_tokens", recipe.virtual_tokens)
+        return prefix_from_text(model, tokenizer, prefix_config(n), recipe.init_text), None
+    if isinstance(recipe, recipes.Bottleneck):
+        from .adapters import add_adapters
+
+        return add_adapters(model, setting.get("size", recipe.size),
+                            setting.get("where", recipe.where)), None
+    return model, None
+
+
+def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
+          n_val: int | None = None, progress: bool = True) -> dict:
+    """Train the recipe once per setting of `grid` (early stopping under `budget`) and
+    record each one's validation curve and best loss; `choice` is the lowest best loss
+    (ties: the first setting listed)."""
+    from .models import load_model
+    from .training import train_sft
+
+    recipe = check(recipe_name, grid)
+    train, val = data(recipe_name, recipe, n_val)
+    trials = []
+    start = time.perf_counter()
+    for i, setting in enumerate(grid):
+        if progress:
+            print(f"{recipe_name} setting {i + 1} of {len(grid)}: {setting}", flush=True)
+        model, tok = (load or load_model)()
+        model, peft_config = prepare(recipe, model, tok, setting)
+        cfg = recipe.training.config(
+            f"sweep-{recipe_name.lower()}-{i}", max_steps=budget.max_steps,
+            eval_steps=budget.eval_steps, patience=budget.patience,
+            **{k: v for k, v in setting.items() if k not in ADAPTER_FIELDS})
+        result = train_sft(model, tok, train, cfg, eval_dataset=val, peft_config=peft_config)
+        curve = [[r["step"], r["eval_loss"]] for r in result.history if "eval_loss" in r]
+        best = min(curve, key=lambda c: c[1])
+        trials.append({"setting": setting, "validation_curve": curve, "best_step": best[0],
+                       "best_validation_loss": best[1], "steps_run": result.steps,
+                       "stopped_early": result.steps < budget.max_steps,
+                       "seconds": result.seconds})
+        del model, result
+    chosen = min(range(len(trials)), key=lambda i: trials[i]["best_validation_loss"])
+    return {"recipe": recipe_name, "data": DATA[recipe_name], "training_rows": len(train),
+            "validation_rows": len(val), "budget": dataclasses.asdict(budget),
+            "rule": "lowest best validation loss (early stopping with patience, the best "
+                    "evaluation's weights); ties: the first setting listed",
+            "trials": trials, "choice": trials[chosen]["setting"],
+            "choice_steps": trials[chosen]["best_step"],
+            "seconds": time.perf_counter() - start}
