@@ -324,12 +324,10 @@ def write_report(out: Path, provenance: dict | None = None) -> dict:
     """
     out = Path(out)
     from .methods import METHODS
-
+    from .seeds import combine, load_seed_rows
     from .timing import apply_timing
 
     timing = load_timing(out)
-    from .seeds import combine, load_seed_rows
-
     mode = get_settings().mode
     done = {m.name: combine(r, load_seed_rows(out, slug(m.name), mode))
             for m in METHODS if (r := load_row(out, m.name))}

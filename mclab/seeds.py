@@ -21,19 +21,14 @@ them (`combine`):
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
+from .report_table import ANSWER_EVALS, KNOWLEDGE_EVALS, correct_items
+from .stats import pooled_perplexity
+
 SEEDS_DIR = "seeds"
-# per-item lists a row keeps that the seeds average (key -> what it is)
-AVERAGED_ITEMS = ("locality_items",)
-# multiple-choice evals (row key prefix -> column) and yes/no answer evals (field -> column)
-CHOICE_EVALS = (("company", "company_knowledge"), ("uncovered", "company_uncovered"),
-                ("medical", "medical_knowledge"))
-YES_NO_EVALS = (("answer_match_items", "company_answer_match"),
-                ("unanswerable_abstained", "abstain_unanswerable"))
 # the columns that get a seed range in the table
 SEEDED_COLUMNS = ("company_knowledge", "company_uncovered", "medical_knowledge",
                   "company_answer_match", "locality", "medical_perplexity")
@@ -52,17 +47,6 @@ def load_seed_rows(out: Path, slug: str, mode: str) -> list[dict]:
 
 def is_trained(row: dict) -> bool:
     return bool(row.get("trainable_params"))
-
-
-def _choice_correct(row: dict, key: str) -> np.ndarray | None:
-    probs, answers = row.get(f"{key}_probs"), row.get(f"{key}_answers")
-    if not probs:
-        return None
-    return np.array([int(np.argmax(p)) == a for p, a in zip(probs, answers)], dtype=float)
-
-
-def _pooled_perplexity(nll, tokens) -> float:
-    return math.exp(float(np.sum(nll)) / float(np.sum(tokens)))
 
 
 def combine(row: dict, extra: list[dict]) -> dict:
@@ -87,10 +71,11 @@ def combine(row: dict, extra: list[dict]) -> dict:
         out[column] = float(stacked.mean())
         return stacked.mean(axis=0)
 
-    for key, column in CHOICE_EVALS:
-        if (mean := fold(column, [_choice_correct(r, key) for r in runs])) is not None:
+    for key, column in KNOWLEDGE_EVALS:
+        correct = [c if (c := correct_items(r, key)) is None else c.astype(float) for r in runs]
+        if (mean := fold(column, correct)) is not None:
             out["seed_items"][key] = mean.tolist()
-    for key, column in YES_NO_EVALS:
+    for key, column in ANSWER_EVALS:
         arrays = [np.array(r[key], dtype=float) if r.get(key) else None for r in runs]
         if (mean := fold(column, arrays)) is not None:
             out["seed_items"][key] = mean.tolist()
@@ -101,9 +86,9 @@ def combine(row: dict, extra: list[dict]) -> dict:
     if all(r.get("medical_nll") for r in runs):
         nll = np.vstack([np.array(r["medical_nll"], dtype=float) for r in runs])
         tokens = np.array(row["medical_tokens"], dtype=float)
-        out["medical_perplexity_seeds"] = [_pooled_perplexity(n, tokens) for n in nll]
+        out["medical_perplexity_seeds"] = [pooled_perplexity(n, tokens) for n in nll]
         out["medical_nll"] = nll.mean(axis=0).tolist()
-        out["medical_perplexity"] = _pooled_perplexity(nll.mean(axis=0), tokens)
+        out["medical_perplexity"] = pooled_perplexity(nll.mean(axis=0), tokens)
     for column in SEEDED_COLUMNS:
         if f"{column}_seeds" in out:
             values = out[f"{column}_seeds"]

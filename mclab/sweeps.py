@@ -119,6 +119,7 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
     """Train the recipe once per setting of `grid` (early stopping under `budget`) and
     record each one's validation curve and best loss; `choice` is the lowest best loss
     (ties: the first setting listed)."""
+    from .methods import validation_curve
     from .models import load_model
     from .training import train_sft
 
@@ -136,7 +137,7 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
             eval_steps=budget.eval_steps, patience=budget.patience,
             **{k: v for k, v in setting.items() if k not in ADAPTER_FIELDS})
         result = train_sft(model, tok, train, cfg, eval_dataset=val, peft_config=peft_config)
-        curve = [[r["step"], r["eval_loss"]] for r in result.history if "eval_loss" in r]
+        curve = validation_curve(result)
         best = min(curve, key=lambda c: c[1])
         trials.append({"setting": setting, "validation_curve": curve, "best_step": best[0],
                        "best_validation_loss": best[1], "steps_run": result.steps,

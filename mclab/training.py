@@ -55,7 +55,6 @@ class TrainConfig:
     patience: int = 0  # > 0: early stopping (needs an eval set): stop after this many
     # evaluations without a lower eval_loss, and end on the weights of the best one
 
-
     def validate(self) -> None:
         if not self.learning_rate > 0:
             raise TrainingInputError(
@@ -325,7 +324,7 @@ def eval_args(cfg: TrainConfig, n_rows: int) -> dict:
             "per_device_eval_batch_size": cfg.batch_size}
 
 
-def early_stopping_args(cfg: TrainConfig, every: int) -> dict:
+def early_stopping_args(every: int) -> dict:
     """transformers' own early stopping: keep a checkpoint (weights only, or only the
     adapter) at each evaluation, stop after `cfg.patience` evaluations without a lower
     eval_loss (`EarlyStoppingCallback`), and load the best checkpoint at the end."""
@@ -362,7 +361,7 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
     if cfg.patience:
         from transformers import EarlyStoppingCallback
 
-        extra.update(early_stopping_args(cfg, extra["eval_steps"]))
+        extra.update(early_stopping_args(extra["eval_steps"]))
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
     trainer = trainer_cls(model=model, args=cpu_args(config_cls, cfg, run_dir, **extra),
                           train_dataset=train_dataset, eval_dataset=eval_dataset,
