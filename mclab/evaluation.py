@@ -21,6 +21,7 @@ import torch
 from .compat import cache_argument, repeat_cache
 from .device import model_device
 from .generation import check_fits, format_chat
+from .models import lora_merged
 
 KNOWLEDGE_SYSTEM = "You are a helpful assistant. Answer the question briefly."
 # The assistant turn starts with this cue and each option follows it after a space. A chat
@@ -56,13 +57,14 @@ def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str
     by_count: dict[int, list[int]] = {}
     for i, opts in enumerate(options):
         by_count.setdefault(len(opts), []).append(i)
-    for group in by_count.values():
-        for start in range(0, len(group), batch_size):
-            idx = group[start:start + batch_size]
-            batch = _score_batch(model, tokenizer, [prompts[i] for i in idx],
-                                 [options[i] for i in idx], normalize)
-            for i, scores in zip(idx, batch):
-                results[i] = scores
+    with lora_merged(model):  # a LoRA scores at the base model's speed
+        for group in by_count.values():
+            for start in range(0, len(group), batch_size):
+                idx = group[start:start + batch_size]
+                batch = _score_batch(model, tokenizer, [prompts[i] for i in idx],
+                                     [options[i] for i in idx], normalize)
+                for i, scores in zip(idx, batch):
+                    results[i] = scores
     return results
 
 

@@ -8,6 +8,7 @@ import torch
 
 from .config import get_settings
 from .device import model_device
+from .models import lora_merged
 
 Messages = list[dict]
 # Quick mode (tests, CI) proves that every cell runs; it does not produce numbers. Decoding is
@@ -83,23 +84,31 @@ def generate(model, tokenizer, prompts: list, system: str | None = None,
     if seed is not None:
         torch.manual_seed(seed)
     old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    results = []
     try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt",
-                              padding=True, add_special_tokens=False).to(model_device(model))
-            check_fits(model, batch["input_ids"].shape[1], max_new_tokens)
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} \
-                if temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None,
-                                         "top_k": None}
-            out = model.generate(**batch, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tokenizer.pad_token_id, **sampling)
-            prompt_len = batch["input_ids"].shape[1]
-            for row, mask in zip(out, batch["attention_mask"]):
-                new = row[prompt_len:]
-                text = tokenizer.decode(new, skip_special_tokens=True).strip()
-                n_new = int((new != tokenizer.pad_token_id).sum())
-                results.append(Generation(text, int(mask.sum()), n_new))
+        with lora_merged(model):  # a LoRA answers at the base model's speed
+            results = _generate_batches(model, tokenizer, texts, max_new_tokens, temperature,
+                                        batch_size)
     finally:
         tokenizer.padding_side = old_side
     return results if details else [r.text for r in results]
+
+
+def _generate_batches(model, tokenizer, texts, max_new_tokens, temperature, batch_size):
+    """`generate`'s batches, in order, as `Generation` records."""
+    results = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start:start + batch_size], return_tensors="pt",
+                          padding=True, add_special_tokens=False).to(model_device(model))
+        check_fits(model, batch["input_ids"].shape[1], max_new_tokens)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} \
+            if temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None,
+                                     "top_k": None}
+        out = model.generate(**batch, max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.pad_token_id, **sampling)
+        prompt_len = batch["input_ids"].shape[1]
+        for row, mask in zip(out, batch["attention_mask"]):
+            new = row[prompt_len:]
+            text = tokenizer.decode(new, skip_special_tokens=True).strip()
+            n_new = int((new != tokenizer.pad_token_id).sum())
+            results.append(Generation(text, int(mask.sum()), n_new))
+    return results
