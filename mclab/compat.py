@@ -30,6 +30,13 @@ def cache_argument(model) -> str:
         else "past_key_values"
 
 
+def generate_cache_argument(model) -> str:
+    """The name under which `generate` takes a ready KV cache: `cache_argument` of the
+    model that generates (a peft wrapper passes its keywords on to the model it wraps)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return cache_argument(inner)
+
+
 def repeat_cache(cache, repeats: int):
     """Repeat every batch row of a cache `repeats` times, in place (row i -> rows i*r..i*r+r-1).
 

@@ -20,7 +20,7 @@ from .measure import folder_size_mb
 @dataclass
 class Serving:
     """How a method answers a company question: the model it runs (in the form the report
-    scores: a LoRA is merged while it answers, `models.lora_merged`) and what the model reads (`score_model`'s
+    scores, an adapter merged or not) and what the model reads (`score_model`'s
     `company_context` and `company_system`). `mclab.timing` times every method this way."""
 
     model: object

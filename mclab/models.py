@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,43 +262,3 @@ def count_parameters(model, trainable_only: bool = False) -> int:
 def is_peft(model) -> bool:
     """A peft wrapper (LoRA, prefix, ...) around a base model, told without importing peft."""
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
-
-
-def _lora_layers(model) -> list:
-    """The LoRA layers of a peft model (none for prefix tuning, our bottleneck adapters or a
-    plain model)."""
-    if not is_peft(model):
-        return []
-    from peft.tuners.lora import LoraLayer
-
-    return [m for m in model.modules() if isinstance(m, LoraLayer)]
-
-
-@contextmanager
-def lora_merged(model):
-    """Inside the block, an active LoRA update is folded into the weights it adapts
-    (W + B A, peft's `merge_adapter`) and taken out again after (`unmerge_adapter`).
-
-    An unmerged LoRA runs two extra small matmuls beside every adapted layer at every
-    forward pass; merged, the model costs what the base model costs and computes the same
-    function up to float rounding (checked in tests/test_lora_merged.py). Answering is
-    where this pays: decoding runs one forward pass per new token. The block is left as it
-    is (nothing merged) when gradients are on or the model is in training mode, when the
-    adapters are disabled or already merged, and when peft refuses to merge this model.
-    """
-    import torch
-
-    layers = _lora_layers(model)
-    if (not layers or model.training or torch.is_grad_enabled()
-            or any(m.disable_adapters or m.merged for m in layers)):
-        yield model
-        return
-    try:
-        model.base_model.merge_adapter()
-    except ValueError:  # peft's _check_merge_allowed: e.g. an adapter on tied embeddings
-        yield model
-        return
-    try:
-        yield model
-    finally:
-        model.base_model.unmerge_adapter()

@@ -6,10 +6,8 @@ its own (`python -m mclab report --timing`):
 
 - every method answers the **same** `ITEMS` company questions (evenly spaced over the
   held-out set), in the form it serves them (`methods.Method.serving`: its prompt, its
-  retrieval, its adapter, as the report scores it: a LoRA folded into the weights while it
-  answers, `models.lora_merged`; prefix tuning and adapter layers cannot be, and cost their
-  extra work); building that form is not timed, the retrieval or example search of each
-  answer is;
+  retrieval, its adapter unmerged, as the report scores it); building that form is not timed,
+  the retrieval or example search of each answer is;
 - one warm-up round over every method, then `REPEATS` rounds, **interleaved** (method after
   method, round after round), so a slow minute of the machine lands on every method alike;
 - each method's number is the median of its rounds, with their min and max;
