@@ -20,7 +20,7 @@ import torch
 
 from .compat import cache_argument, repeat_cache
 from .device import model_device
-from .generation import can_share_prefix, check_fits, format_chat, shared_prefix_length
+from .generation import check_fits, format_chat
 
 KNOWLEDGE_SYSTEM = "You are a helpful assistant. Answer the question briefly."
 # The assistant turn starts with this cue and each option follows it after a space. A chat
@@ -56,26 +56,17 @@ def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str
     by_count: dict[int, list[int]] = {}
     for i, opts in enumerate(options):
         by_count.setdefault(len(opts), []).append(i)
-    # the prompts' common start (chat template, system turn) is read once per batch
-    shared = 0
-    if can_share_prefix(model):
-        shared = shared_prefix_length([tokenizer(p, add_special_tokens=False)["input_ids"]
-                                       for p in prompts])
     for group in by_count.values():
         for start in range(0, len(group), batch_size):
             idx = group[start:start + batch_size]
             batch = _score_batch(model, tokenizer, [prompts[i] for i in idx],
-                                 [options[i] for i in idx], normalize, shared)
+                                 [options[i] for i in idx], normalize)
             for i, scores in zip(idx, batch):
                 results[i] = scores
     return results
 
 
-def _score_batch(model, tokenizer, prompts, options, normalize, shared: int = 0):
-    """Options' log-likelihoods for one batch. With `shared` > 0, the prompts' first
-    `shared` tokens (the same in every prompt) are read once and their cache copied to
-    every row; each prompt's own tokens follow, padded on their left: [shared | pads | own].
-    """
+def _score_batch(model, tokenizer, prompts, options, normalize):
     pad, k = tokenizer.pad_token_id, len(options[0])
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     opt_ids = [[tokenizer(o, add_special_tokens=False)["input_ids"] for o in opts]
@@ -83,19 +74,14 @@ def _score_batch(model, tokenizer, prompts, options, normalize, shared: int = 0)
     for p, opts in zip(prompt_ids, opt_ids):
         check_fits(model, len(p) + max(map(len, opts)))
     device = model_device(model)
-    # prompts padded so they all end at the same column, where the options begin
+    # prompts left-padded so they all end at the same column, where the options begin
     n, plen = len(prompts), max(map(len, prompt_ids))
-    p_ids = torch.tensor([s[:shared] + [pad] * (plen - len(s)) + s[shared:] for s in prompt_ids],
-                         device=device)
-    p_mask = torch.tensor([[1] * shared + [0] * (plen - len(s)) + [1] * (len(s) - shared)
-                           for s in prompt_ids], device=device)
+    p_ids = torch.tensor([[pad] * (plen - len(s)) + s for s in prompt_ids], device=device)
+    p_mask = torch.tensor([[0] * (plen - len(s)) + [1] * len(s) for s in prompt_ids],
+                          device=device)
     p_pos = (p_mask.cumsum(1) - 1).clamp(min=0)
-    head = {}
-    if shared:
-        cache = model(input_ids=p_ids[:1, :shared], use_cache=True).past_key_values
-        head = {cache_argument(model): repeat_cache(cache, n)}
-    out = model(input_ids=p_ids[:, shared:], attention_mask=p_mask,
-                position_ids=p_pos[:, shared:], use_cache=True, logits_to_keep=1, **head)
+    out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True,
+                logits_to_keep=1)
     first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (n, vocab)
     cache = repeat_cache(out.past_key_values, k)  # each prompt's cache once per option
     flat = [seq for opts in opt_ids for seq in opts]

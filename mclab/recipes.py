@@ -347,7 +347,9 @@ class MergeSkills:
     notebook: str = "07_ensembling"
     company: Training = Training(learning_rate=2e-3, max_steps=Sized(2, 66), batch_size=4,
                                  max_length=96, eval_steps=Sized(1, 11), patience=2)
-    style: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 32), batch_size=4,
+    # the style cap: a little over one pass over the 196 training rewrites (06's LoRA learned
+    # the style in one pass; 32 steps, 2026-12-02, lowered the loss but taught no swap)
+    style: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 56), batch_size=4,
                                max_length=96, eval_steps=Sized(1, 8), patience=2)
     n_val: Sized = Sized(4, 32)  # validation chats of each skill
     lora: Lora = Lora(r=8, alpha=16)
