@@ -7,7 +7,10 @@ The base model, the same inputs: the held-out locality rewrites, greedy. One war
 load average before and after. Also checks that both paths give the same texts.
 
 (At commit 1fad1f5 this tool also measured multiple-choice scoring with the shared start:
-1.06x, with overlapping ranges, so `evaluation.option_logprobs` kept reading whole prompts.)
+1.06x, with overlapping ranges, so `evaluation.option_logprobs` kept reading whole prompts.
+The committed reports/bench_serving.json is that run's, so it also holds the multiple-choice
+paths and a per-task `shared_tokens`; a rerun of this version writes the generation paths
+only, with the same generation code.)
 
     python tools/bench_serving.py [--rewrites 68] [--repeats 3] [--out reports/bench_serving.json]
 """
