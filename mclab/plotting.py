@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.text import Text
 
 # metric -> (axis label, higher is better)
 METRICS = {
@@ -86,13 +87,18 @@ def plot_series(x, series: dict, xlabel: str, ylabel: str, title: str | None = N
     return ax
 
 
-def separate_labels(ax, labels, pad: float = 1.0, rounds: int = 200) -> None:
-    """Nudge point labels up or down until no two overlap (a few hundred tiny steps)."""
+def separate_labels(ax, labels, pad: float = 1.0, rounds: int = 2000) -> None:
+    """Nudge point labels up or down until no two overlap (up to a few thousand tiny steps).
+
+    Call it once the figure's layout is final (after `tight_layout`): the labels sit at
+    offsets in points from their data points, and a layout that shrinks the axes moves the
+    points closer together, so labels separated before it can overlap again."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for _ in range(rounds):
-        boxes = [t.get_window_extent(renderer).expanded(1.0, 1.05) for t in labels]
+        # the text's own box: an annotation's extent also covers its leader line
+        boxes = [Text.get_window_extent(t, renderer).expanded(1.0, 1.05) for t in labels]
         moved = False
         for i in range(len(labels)):
             for j in range(i + 1, len(labels)):
@@ -141,6 +147,7 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds",
     panels = [("company_knowledge", "company knowledge (accuracy)"),
               ("locality", "locality score")]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    panel_labels = []
     for ax, (metric, label) in zip(axes, panels):
         points = [r for r in rows if r.get(metric) is not None]
         labels = []
@@ -151,8 +158,12 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds",
             if r.get(f"{metric}_ci"):  # the 95% interval over items
                 low, high = r[f"{metric}_ci"]
                 ax.vlines(x, low, high, color=f"C{i % 10}", lw=1.2)
-            labels.append(ax.annotate(r["method"], (x, r[metric]), fontsize=7, xytext=(5, 0),
-                                      textcoords="offset points", va="center"))
+            # a thin leader line shows which point a label belongs to once it is moved
+            labels.append(ax.annotate(r["method"], (x, r[metric]), fontsize=7, xytext=(6, 0),
+                                      textcoords="offset points", va="center",
+                                      arrowprops=dict(arrowstyle="-", color="0.55", lw=0.4,
+                                                      shrinkA=0, shrinkB=4)))
+        panel_labels.append((ax, labels))
         base = next((r[metric] for r in rows if r["method"] == "base"), None)
         if base is not None:
             ax.axhline(base, ls=":", c="gray", lw=1, label="base model")
@@ -160,12 +171,14 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds",
             ax.axhline(CHANCE[metric], ls="--", c="lightgray", lw=1, label="chance")
         draw_references(ax, references or [], metric)
         ax.set_xscale("log")
+        ax.margins(y=0.15)  # room inside the axes for a stack of labels at the lowest score
         ax.set_xlabel(f"1 + {cost.replace('_', ' ')} (log scale)")
         ax.set_ylabel(label)
         # the legend sits under the axes, where no point or label can be
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-        separate_labels(ax, labels)
     fig.suptitle("Quality vs training cost (marker size: peak memory; bars: 95% intervals)",
                  fontsize=11)
     fig.tight_layout()
+    for ax, labels in panel_labels:  # after the layout, which moves the points
+        separate_labels(ax, labels)
     return fig
