@@ -18,8 +18,10 @@ no validation loss: neither is chosen here.)
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import recipes
 
@@ -115,21 +117,39 @@ def prepare(recipe, model, tokenizer, setting: dict):
 
 
 def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
-          n_val: int | None = None, progress: bool = True) -> dict:
+          n_val: int | None = None, progress: bool = True, previous: dict | None = None) -> dict:
     """Train the recipe once per setting of `grid` (early stopping under `budget`) and
     record each one's validation curve and best loss; `choice` is the lowest best loss
-    (ties: the first setting listed)."""
+    (ties: the first setting listed).
+
+    `previous`: an earlier sweep's record of the same recipe, budget and data, extended
+    (a grid whose best setting sat at its edge): its trials are kept, the settings it tried
+    are not trained again, and the choice is made over all of them.
+    """
+    from .config import get_settings
     from .methods import validation_curve
     from .models import load_model
     from .training import train_sft
 
     recipe = check(recipe_name, grid)
     train, val = data(recipe_name, recipe, n_val)
-    trials = []
+    mode = get_settings().mode
+    trials = list(previous["trials"]) if previous else []
+    if previous:  # before anything trains
+        mine = {"recipe": recipe_name, "mode": mode, "budget": dataclasses.asdict(budget),
+                "training_rows": len(train), "validation_rows": len(val)}
+        differ = {k: (previous.get(k), v) for k, v in mine.items() if previous.get(k) != v}
+        if differ:
+            raise SweepError(f"cannot extend that sweep, it differs in {differ} (theirs, "
+                             "ours): run the whole grid again without extending")
+    tried = [json.loads(json.dumps(t["setting"])) for t in trials]
+    todo = [s for s in grid if json.loads(json.dumps(s)) not in tried]
     start = time.perf_counter()
-    for i, setting in enumerate(grid):
+    for n, setting in enumerate(todo):
+        i = len(tried) + n  # the trial's number in the record
         if progress:
-            print(f"{recipe_name} setting {i + 1} of {len(grid)}: {setting}", flush=True)
+            print(f"{recipe_name} setting {n + 1} of {len(todo)} to train: {setting}",
+                  flush=True)
         model, tok = (load or load_model)()
         model, peft_config = prepare(recipe, model, tok, setting)
         cfg = recipe.training.config(
@@ -145,10 +165,25 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
                        "seconds": result.seconds})
         del model, result
     chosen = min(range(len(trials)), key=lambda i: trials[i]["best_validation_loss"])
-    return {"recipe": recipe_name, "data": DATA[recipe_name], "training_rows": len(train),
+    return {"recipe": recipe_name, "mode": mode, "data": DATA[recipe_name],
+            "training_rows": len(train),
             "validation_rows": len(val), "budget": dataclasses.asdict(budget),
             "rule": "lowest best validation loss (early stopping with patience, the best "
                     "evaluation's weights); ties: the first setting listed",
             "trials": trials, "choice": trials[chosen]["setting"],
             "choice_steps": trials[chosen]["best_step"],
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start + (previous or {}).get("seconds", 0.0)}
+
+
+def record_path(recipe_name: str) -> Path:
+    """Where `tools/choose_settings.py` writes a recipe's full-mode choice (committed)."""
+    return Path(__file__).resolve().parent.parent / "reports" / "settings" / f"{recipe_name}.json"
+
+
+def recorded_choice(recipe_name: str) -> dict | None:
+    """The committed full-mode sweep of a recipe, or None where it was not run."""
+    path = record_path(recipe_name)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("mode") == "full" else None

@@ -3,6 +3,7 @@ trains with early stopping on held-out training rows, the lowest validation loss
 bad recipes or settings are refused before anything trains."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,32 @@ def test_each_setting_trains_to_its_best_validation_loss(recipe, setting, load_t
     best = min(record["trials"], key=lambda t: t["best_validation_loss"])
     assert record["choice"] == best["setting"]
     assert record["validation_rows"] == 4 and record["training_rows"] > 0
+
+
+def test_an_extended_sweep_trains_only_the_new_settings(load_tiny, runs_dir):
+    """A grid whose best setting sat at its edge is extended: the earlier trials are kept,
+    only new settings train, and a sweep with another budget is refused before training."""
+    budget = sweeps.Budget(max_steps=2, eval_steps=1, patience=1)
+    old = {"r": 2, "learning_rate": 1e-7}
+    first = sweeps.sweep("LORA_SFT", [old], budget, load=load_tiny, n_val=4, progress=False)
+    loads = []
+
+    def counting_load():
+        loads.append(1)
+        return load_tiny()
+
+    new = {"r": 2, "learning_rate": 2e-2}
+    more = sweeps.sweep("LORA_SFT", [old, new], budget, load=counting_load, n_val=4,
+                        progress=False, previous=json.loads(json.dumps(first)))
+    assert len(loads) == 1  # the old setting is not trained again
+    assert [t["setting"] for t in more["trials"]] == [old, new]
+    assert more["trials"][0] == json.loads(json.dumps(first["trials"][0]))
+    best = min(more["trials"], key=lambda t: t["best_validation_loss"])
+    assert more["choice"] == best["setting"]
+
+    def no_training():
+        raise AssertionError("a refused extension must not load a model")
+
+    with pytest.raises(sweeps.SweepError, match="cannot extend"):
+        sweeps.sweep("LORA_SFT", [new], sweeps.Budget(max_steps=3, eval_steps=1, patience=1),
+                     load=no_training, n_val=4, progress=False, previous=first)

@@ -10,6 +10,7 @@ are never read.
         --max-steps 66 --eval-steps 11
     python tools/choose_settings.py STYLE_LORA --grid r=4,16,64 --grid learning_rate=5e-4,2e-3
     python tools/choose_settings.py STYLE_LORA --grid "targets=attention (q, v)|all linear"
+    python tools/choose_settings.py FULL_SFT --grid learning_rate=4e-4 --extend ...
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import itertools
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mclab.config import setup  # noqa: E402
+from mclab.config import get_settings, setup  # noqa: E402
 from mclab.files import write_json_atomic  # noqa: E402
-from mclab.sweeps import Budget, SweepError, check, sweep  # noqa: E402
+from mclab.sweeps import Budget, SweepError, check, record_path, sweep  # noqa: E402
 
 
 def parse_grid(specs: list[str]) -> list[dict]:
@@ -65,17 +67,34 @@ def main(argv=None) -> int:
     parser.add_argument("--max-steps", type=int, default=64, help="the cap of every setting")
     parser.add_argument("--eval-steps", type=int, default=8)
     parser.add_argument("--patience", type=int, default=2)
-    parser.add_argument("--out", help="default reports/settings/<RECIPE>.json")
+    parser.add_argument("--out", help="default reports/settings/<RECIPE>.json (quick mode: "
+                                          "under MCLAB_RUNS)")
+    parser.add_argument("--extend", action="store_true",
+                        help="keep the trials already in --out and train only the new settings "
+                             "(same recipe, budget and data), e.g. when the best one sat at the "
+                             "grid's edge")
     args = parser.parse_args(argv)
+    settings = get_settings()  # quick mode proves the code runs: never over the committed choice
+    out = Path(args.out or (record_path(args.recipe) if not settings.quick else
+                            settings.runs_dir / "settings" / f"{args.recipe}.json"))
+    previous = None
     try:
         grid = parse_grid(args.grid)
         check(args.recipe, grid)  # before any model loads
+        if args.extend:
+            if not out.exists():
+                raise SweepError(f"--extend: no earlier sweep at {out}; run without --extend")
+            previous = json.loads(out.read_text())
     except SweepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     setup()
-    record = sweep(args.recipe, grid, Budget(args.max_steps, args.eval_steps, args.patience))
-    out = Path(args.out or ROOT / "reports" / "settings" / f"{args.recipe}.json")
+    try:
+        record = sweep(args.recipe, grid, Budget(args.max_steps, args.eval_steps, args.patience),
+                       previous=previous)
+    except SweepError as err:  # an extension that does not match: nothing trained
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, record)
     for trial in record["trials"]:
