@@ -17,15 +17,16 @@ from .training import TrainingInputError, chat_example
 SFT_DATASETS = ("company", "local", "medical")
 
 
-def split_by_paraphrase(train_qa, held_out: int = 2,
+def split_by_paraphrase(train_qa, held_out: int | None = 2,
                         train_on: tuple[int, ...] = (0, 1)) -> tuple[list[dict], list[dict]]:
     """Company QA rows split by wording: the `held_out`-th paraphrase of each fact validates.
 
     Training keeps the paraphrases numbered in `train_on`. The validation rows ask about
     facts the model trains on, in words it never saw, so their loss shows whether it learns
-    the fact or memorises the question string.
+    the fact or memorises the question string. `held_out=None`: no wording validates (every
+    wording may train; the budget must then come from a run that had a validation split).
     """
-    if held_out in train_on:
+    if held_out is not None and held_out in train_on:
         raise TrainingInputError(f"paraphrase {held_out} cannot both train and validate")
     seen: dict[str, int] = {}
     train, val = [], []
@@ -69,7 +70,8 @@ def sft_data(name: str, company: dict | None = None, local: dict | None = None,
              n_train: int | None = None, n_val: int | None = None, train_on=(0, 1)):
     """(train, validation) `datasets.Dataset`s of chats for "company" or "local".
 
-    company: QA chats (paraphrases `train_on` train, the third validates); local: rewrite
+    company: QA chats (paraphrases `train_on` train, the third validates unless it trains too:
+    then the validation set is empty); local: rewrite
     chats (every 8th training pair validates); medical: term -> definition chats
     (sft_train.jsonl trains, sft_val.jsonl validates). `n_train`/`n_val` keep evenly spaced rows.
     """
@@ -79,7 +81,8 @@ def sft_data(name: str, company: dict | None = None, local: dict | None = None,
 
     if name == "company":
         company = company or load_scenario("company")
-        train_rows, val_rows = split_by_paraphrase(company["train_qa"], train_on=train_on)
+        held_out = None if 2 in train_on else 2  # all three wordings train: none validates
+        train_rows, val_rows = split_by_paraphrase(company["train_qa"], held_out, train_on)
         train, val = company_examples(train_rows), company_examples(val_rows)
     elif name == "local":
         local = local or load_scenario("local")

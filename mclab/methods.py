@@ -386,13 +386,19 @@ def _company_sft(ctx, recipe: recipes.CompanySft, name: str) -> dict:
     train, val = sft_data("company", company=ctx.company, train_on=recipe.train_on,
                           n_train=recipe.n_train.get(), n_val=recipe.n_val.get())
     peft_config = recipe.lora.config() if recipe.lora else None
+    # every wording trains (`train_on` holds the third): no validation split, a fixed budget
     result = train_sft(model, tok, train, recipe.training.config(f"report-{name}"),
-                       eval_dataset=val, peft_config=peft_config)
-    return trained(ctx, result, tok)
+                       eval_dataset=val if len(val) else None, peft_config=peft_config)
+    return {**trained(ctx, result, tok), "steps": result.steps, "best_step": result.best_step,
+            "sft_validation_loss": validation_curve(result)}
 
 
 def run_full_sft(ctx):
     return _company_sft(ctx, recipes.FULL_SFT, "sft-company")
+
+
+def run_full_sft_paraphrases(ctx):
+    return _company_sft(ctx, recipes.FULL_SFT_PARAPHRASES, "sft-company-3")
 
 
 def run_lora(ctx):
@@ -537,6 +543,8 @@ METHODS = [
     Method("CPT + replay, then medical SFT", "continued pre-training", "medical",
            run_cpt_then_medical_sft),
     Method("full SFT", "supervised fine-tuning", "company", run_full_sft),
+    Method("full SFT, 3 paraphrases", "supervised fine-tuning", "company",
+           run_full_sft_paraphrases),
     Method("LoRA r=16", "parameter-efficient", "company", run_lora,
            serve_lora(recipes.LORA_SFT.lora)),
     Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix,

@@ -175,13 +175,14 @@ def yes_no_items(row: dict, key: str) -> np.ndarray | None:
 
 def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str, str]]:
     """The pairs the course states verdicts on: every method against the base, then the
-    rules of thumb (LoRA vs full SFT, paraphrases, RAG vs fine-tuning, ensemble vs its best
-    member), each as (challenger, reference) when both rows exist."""
+    rules of thumb (LoRA vs full SFT, paraphrases for SFT and for CPT, RAG vs fine-tuning,
+    ensemble vs its best member), each as (challenger, reference) when both rows exist."""
     pairs = [(n, "base") for n in names if n != "base"]
     members = [m for m in ENSEMBLE if m in accuracy]
     if members:
         pairs.append((ENSEMBLE_NAME, max(members, key=accuracy.get)))
-    pairs += [("LoRA r=16", "full SFT"), ("CPT documents + paraphrases", "CPT documents"),
+    pairs += [("LoRA r=16", "full SFT"), ("full SFT, 3 paraphrases", "full SFT"),
+              ("CPT documents + paraphrases", "CPT documents"),
               (RAG_NAME, "full SFT"), (RAG_NAME, "CPT documents + paraphrases"),
               ("retrieval over training Q&A (k=4)", RAG_NAME),
               ("few-shot (4 other facts)", "prompt engineering"), *MEDICAL_PAIRS]

@@ -23,6 +23,10 @@ def test_paraphrase_split_keeps_wordings_apart():
     assert len(one) == 85
     with pytest.raises(TrainingInputError, match="cannot both"):
         split_by_paraphrase(qa, held_out=0, train_on=(0,))
+    every, none = split_by_paraphrase(qa, held_out=None, train_on=(0, 1, 2))
+    assert len(every) == 255 and none == []
+    train3, val3 = sft_data("company", train_on=(0, 1, 2))
+    assert len(train3) == 255 and len(val3) == 0
 
 
 def test_chats_use_the_eval_formats():

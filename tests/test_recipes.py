@@ -129,3 +129,30 @@ def test_medical_rows_refuse_steps_not_chosen_on_validation(tmp_path, monkeypatc
         check_medical_sft_steps(record)
     record.write_text(json.dumps({"mode": "full", "chosen_steps": steps}))
     check_medical_sft_steps(record)
+
+
+def test_company_sft_settings_are_the_ones_chosen_on_validation():
+    """tools/choose_settings.py chose each company SFT recipe's learning rate with early
+    stopping on the held-out wording (reports/settings/<RECIPE>.json, full mode); the recipe
+    trains that rate under the same cap, cadence and patience, on the same validation chats.
+    "full SFT, 3 paraphrases" has no wording left to validate on: it trains the steps the
+    one-wording run chose, at its rate (each fact seen as often, in three wordings)."""
+    from mclab import sweeps
+
+    for name in ("FULL_SFT", "LORA_SFT"):
+        record = sweeps.recorded_choice(name)
+        if record is None:
+            pytest.skip(f"reports/settings/{name}.json not written: run tools/choose_settings.py")
+        training = getattr(recipes, name).training
+        assert training.learning_rate == record["choice"]["learning_rate"], name
+        budget = record["budget"]
+        assert training.max_steps.full == budget["max_steps"], name
+        assert training.eval_steps.full == budget["eval_steps"], name
+        assert training.patience == budget["patience"], name
+        assert getattr(recipes, name).n_val.full is None, name  # every held-out wording
+    chosen = sweeps.recorded_choice("FULL_SFT")
+    three = recipes.FULL_SFT_PARAPHRASES
+    assert three.train_on == (0, 1, 2) and three.training.patience == 0
+    assert three.training.max_steps.full == chosen["choice_steps"]
+    assert three.training.learning_rate == recipes.FULL_SFT.training.learning_rate
+    assert three.training.batch_size == recipes.FULL_SFT.training.batch_size

@@ -72,8 +72,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     setup()
     recipe = recipes.BY_NAME[args.recipe]
+    # a check of the launch: its steps, no validation split, so no early stopping
     cfg = recipe.training.config(f"launch-{args.recipe.lower()}", max_steps=args.steps,
-                                 save=False)
+                                 save=False, patience=0)
     lora = getattr(recipe, "lora", None)
     model, tok = load_model()
     rows = list(load_scenario("local")["rewrites_train"])[:args.rows]
