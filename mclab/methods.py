@@ -386,7 +386,7 @@ def _company_sft(ctx, recipe: recipes.CompanySft, name: str) -> dict:
     train, val = sft_data("company", company=ctx.company, train_on=recipe.train_on,
                           n_train=recipe.n_train.get(), n_val=recipe.n_val.get())
     peft_config = recipe.lora.config() if recipe.lora else None
-    # every wording trains (`train_on` holds the third): no validation split, a fixed budget
+    # when every wording trains (`train_on` holds the third) none validates: a fixed budget
     result = train_sft(model, tok, train, recipe.training.config(f"report-{name}"),
                        eval_dataset=val if len(val) else None, peft_config=peft_config)
     return {**trained(ctx, result, tok), "steps": result.steps, "best_step": result.best_step,
