@@ -176,13 +176,19 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
 
 
 def record_path(recipe_name: str) -> Path:
-    """Where `tools/choose_settings.py` writes a recipe's full-mode choice (committed)."""
-    return Path(__file__).resolve().parent.parent / "reports" / "settings" / f"{recipe_name}.json"
+    """Where `tools/choose_settings.py` writes a recipe's full-mode choice: the reports
+    folder (`Settings.reports_dir`: reports/ in a checkout, where it is committed)."""
+    from .config import get_settings
+
+    return get_settings().reports_dir / "settings" / f"{recipe_name}.json"
 
 
 def recorded_choice(recipe_name: str) -> dict | None:
-    """The committed full-mode sweep of a recipe, or None where it was not run."""
-    path = record_path(recipe_name)
+    """The full-mode sweep of a recipe (`config.committed_report`), or None where it was not
+    run."""
+    from .config import committed_report
+
+    path = committed_report(f"settings/{recipe_name}.json")
     if not path.exists():
         return None
     record = json.loads(path.read_text())
