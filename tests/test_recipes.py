@@ -174,4 +174,3 @@ def test_local_sft_rate_is_the_one_chosen_on_validation():
     steps_per_pass = -(-rewrites // recipes.LOCAL_SFT.training.batch_size)
     assert recipes.LOCAL_SFT.training.epochs == 1
     assert abs(steps_per_pass - record["budget"]["max_steps"]) <= 2
-

@@ -222,6 +222,10 @@ def test_locality_and_uncovered_rows_get_intervals_and_paired_tests(out):
     assert rows["full SFT"]["company_uncovered_ci"] is not None
 
 
+# the figure's panels, by their y label: the row key each one plots
+PANEL = {"company knowledge (accuracy)": "company_knowledge", "locality score": "locality"}
+
+
 def test_plot_labels_do_not_overlap_each_other_or_the_legend():
     """Crowded made-up points, and the committed report's rows and reference lines (whose
     figure once had overlapping labels: they were separated before the layout moved the
@@ -249,9 +253,6 @@ def test_plot_labels_do_not_overlap_each_other_or_the_legend():
             legend = ax.get_legend().get_window_extent(renderer)
             assert not any(b.overlaps(legend) for b in boxes)
         matplotlib.pyplot.close(fig)
-
-
-PANEL = {"company knowledge (accuracy)": "company_knowledge", "locality score": "locality"}
 
 
 def test_answer_rows_get_intervals_and_paired_tests(out):
