@@ -174,3 +174,20 @@ def test_local_sft_rate_is_the_one_chosen_on_validation():
     steps_per_pass = -(-rewrites // recipes.LOCAL_SFT.training.batch_size)
     assert recipes.LOCAL_SFT.training.epochs == 1
     assert abs(steps_per_pass - record["budget"]["max_steps"]) <= 2
+
+
+def test_adapter_settings_are_the_ones_chosen_on_validation():
+    """tools/choose_settings.py BOTTLENECK trained each width x rate on 06's training
+    rewrites and scored it on the 30 validation rewrites of `finetuning.style_split`
+    (reports/settings/BOTTLENECK.json). The recipe trains the chosen pair, on the same split,
+    for one pass (50 steps of 4), within the sweep's cap."""
+    from mclab import sweeps
+
+    record = sweeps.recorded_choice("BOTTLENECK")
+    if record is None:
+        pytest.skip("reports/settings/BOTTLENECK.json not written: run tools/choose_settings.py")
+    recipe = recipes.BOTTLENECK
+    assert record["choice"] == {"size": recipe.size, "learning_rate": recipe.training.learning_rate}
+    assert record["validation_rows"] == recipes.PREFIX.n_val.full
+    steps_per_pass = -(-record["training_rows"] // recipe.training.batch_size)
+    assert recipe.training.epochs == 1 and steps_per_pass <= record["budget"]["max_steps"]
