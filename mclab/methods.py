@@ -523,6 +523,8 @@ def serve_bottleneck(ctx) -> Serving:
                    tok)
 
 
+PREFIX_NAME = f"prefix tuning ({recipes.PREFIX.virtual_tokens} tokens)"  # its length: a choice
+
 METHODS = [
     Method("base", "none", "-", run_base),
     # what the model reads
@@ -547,7 +549,7 @@ METHODS = [
            run_full_sft_paraphrases),
     Method("LoRA r=16", "parameter-efficient", "company", run_lora,
            serve_lora(recipes.LORA_SFT.lora)),
-    Method("prefix tuning (8 tokens)", "parameter-efficient", "local", run_prefix,
+    Method(PREFIX_NAME, "parameter-efficient", "local", run_prefix,
            serve_prefix),
     Method("adapter layers (bottleneck)", "parameter-efficient", "local", run_bottleneck,
            serve_bottleneck),

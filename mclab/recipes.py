@@ -289,10 +289,17 @@ class Grpo:
 
 @dataclass(frozen=True)
 class Prefix:
+    """Prefix tuning on 06's training rewrites, one epoch like the LoRA and adapter runs. The
+    rate and the number of virtual tokens were chosen on 06's 30 validation rewrites by
+    validation loss under a cap of 60 steps (tools/choose_settings.py,
+    reports/settings/PREFIX.json): 3e-2 beat 1e-2 and 1e-1 at 8 tokens, then 16 tokens beat
+    8 and 32 at 3e-2. Every setting was still improving at the cap, so one epoch (50 steps)
+    is the cap's budget, not a measured optimum (docs/how-settings-were-chosen.md)."""
+
     notebook: str = "06_parameter_efficient"
     training: Training = Training(learning_rate=3e-2, max_steps=Sized(1, 0), epochs=1,
                                   batch_size=4, micro_batch=TWO_AT_A_TIME, max_length=128)
-    virtual_tokens: int = 8
+    virtual_tokens: int = 16
     n_val: Sized = Sized(6, 30)  # validation rewrites (`finetuning.style_split`)
     # start from the keys and values of real words (Li & Liang, 2021), not at random
     init_text: str = "Rewrite in casual Australian English, mate: arvo, servo, brekkie, no worries."

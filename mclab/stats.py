@@ -173,8 +173,9 @@ def verdict(result: McNemarResult | PairedResult, alpha: float = 0.05, names=("A
             n: int | None = None, higher_is_better: bool = True) -> str:
     """The sentence a notebook prints: who beats whom, or "cannot tell", with the evidence.
 
-    Numbers follow the order the names appear in the sentence (winner first). For a
-    lower-is-better metric (perplexity) pass higher_is_better=False.
+    Numbers follow the order the names appear in the sentence (winner first), and the
+    sentence says so: "difference (CPT − base) -10.7" where the result's own difference is
+    A − B. For a lower-is-better metric (perplexity) pass higher_is_better=False.
     """
     n = result.n if n is None else n
     estimate = result.difference.estimate
@@ -190,7 +191,8 @@ def verdict(result: McNemarResult | PairedResult, alpha: float = 0.05, names=("A
     diff = result.difference
     low, high = (-diff.high, -diff.low) if swap else (diff.low, diff.high)
     estimate = -estimate if swap else estimate
-    return (f"{head} (paired bootstrap {format_p(result.p_value)}, difference {estimate:+.3g}, "
+    return (f"{head} (paired bootstrap {format_p(result.p_value)}, "
+            f"difference ({first} − {second}) {estimate:+.3g}, "
             f"{diff.level:.0%} CI [{low:.3g}, {high:.3g}])")
 
 

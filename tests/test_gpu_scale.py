@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import mclab
-from mclab import recipes
+from mclab import methods, recipes
 from mclab.device import DeviceError, choose_device, is_main_process, num_processes
 from mclab.training import TrainingInputError, cpu_args, micro_batch_args
 
@@ -285,12 +285,12 @@ def test_a_reported_method_runs_on_another_model_end_to_end(tiny_model_dir, monk
     monkeypatch.setenv("MCLAB_DEVICE", "cpu")
     out = report.default_out()
     assert out.name == tiny_model_dir.name and out.parent.name == "models"
-    row = report.run_one("prefix tuning (8 tokens)", out)
+    row = report.run_one(methods.PREFIX_NAME, out)
     written = json.loads((out / "rows" / f"{slug(row['method'])}.json").read_text())
     assert written["model"] == str(tiny_model_dir) and written["device"] == "cpu"
     assert written["processes"] == 1 and written["peak_memory_mb"] > 0
-    # 8 virtual tokens x 2 layers x (key, value) x 2 heads x 16 dims: the tiny model's shapes
-    assert row["trainable_params"] == 8 * 2 * 2 * 2 * 16
+    # virtual tokens x 2 layers x (key, value) x 2 heads x 16 dims: the tiny model's shapes
+    assert row["trainable_params"] == recipes.PREFIX.virtual_tokens * 2 * 2 * 2 * 16
     assert 0 <= row["company_knowledge"] <= 1 and row["medical_perplexity"] > 1
 
 

@@ -191,3 +191,21 @@ def test_adapter_settings_are_the_ones_chosen_on_validation():
     assert record["validation_rows"] == recipes.PREFIX.n_val.full
     steps_per_pass = -(-record["training_rows"] // recipe.training.batch_size)
     assert recipe.training.epochs == 1 and steps_per_pass <= record["budget"]["max_steps"]
+
+
+def test_prefix_settings_are_the_ones_chosen_on_validation():
+    """tools/choose_settings.py PREFIX chose the rate and the number of virtual tokens on the
+    same validation rewrites (reports/settings/PREFIX.json); the recipe, and the report row's
+    name, carry the choice."""
+    from mclab import methods, sweeps
+
+    record = sweeps.recorded_choice("PREFIX")
+    if record is None:
+        pytest.skip("reports/settings/PREFIX.json not written: run tools/choose_settings.py")
+    recipe = recipes.PREFIX
+    assert record["choice"] == {"virtual_tokens": recipe.virtual_tokens,
+                                "learning_rate": recipe.training.learning_rate}
+    assert record["validation_rows"] == recipe.n_val.full
+    assert f"({recipe.virtual_tokens} tokens)" in methods.PREFIX_NAME
+    tried = {t["setting"]["virtual_tokens"] for t in record["trials"]}
+    assert min(tried) < recipe.virtual_tokens < max(tried)  # the length is bracketed

@@ -122,8 +122,11 @@ def test_lower_is_better_flips_the_winner():
     assert result.difference.high < 0
     higher = verdict(result, names=("CPT", "base"))
     lower = verdict(result, names=("CPT", "base"), higher_is_better=False)
-    assert higher.startswith("base beats CPT") and "difference +" in higher
-    assert lower.startswith("CPT beats base") and "difference -" in lower
+    assert higher.startswith("base beats CPT") and "difference (base − CPT) +" in higher
+    assert lower.startswith("CPT beats base") and "difference (CPT − base) -" in lower
+    # the interval is the named difference's: base − CPT's perplexity is positive
+    low = float(higher.split("CI [")[1].split(",")[0])
+    assert low > 0
 
 
 @pytest.mark.parametrize("p, text", [

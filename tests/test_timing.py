@@ -124,7 +124,7 @@ def test_every_method_serves_a_company_question(tiny_ctx):
     assert forms["prompt engineering"][1] == ["company_system"]
 
 
-@pytest.mark.parametrize("name", ["LoRA r=16", "prefix tuning (8 tokens)",
+@pytest.mark.parametrize("name", ["LoRA r=16", methods.PREFIX_NAME,
                                   "adapter layers (bottleneck)"])
 def test_an_adapters_serving_form_has_the_reported_rows_shapes(name, model_and_tokenizer,
                                                                monkeypatch):
@@ -142,7 +142,7 @@ def test_an_adapters_serving_form_has_the_reported_rows_shapes(name, model_and_t
     ctx.embedder = None
     serving = methods.METHODS[[m.name for m in methods.METHODS].index(name)].serving(ctx)
     model = serving.model
-    if name == "prefix tuning (8 tokens)":
+    if name == methods.PREFIX_NAME:
         trainable = sum(p.numel() for p in model.prompt_encoder.parameters())
     else:
         trainable = count_parameters(model, trainable_only=True)
