@@ -193,3 +193,18 @@ def recorded_choice(recipe_name: str) -> dict | None:
         return None
     record = json.loads(path.read_text())
     return record if record.get("mode") == "full" else None
+
+
+def describe(record: dict) -> str:
+    """One line a notebook prints: every setting tried and its best validation loss, then
+    the choice, e.g. "size 64, learning_rate 0.002: 1.595; ... (chosen: size 64, ...)"."""
+    def setting(values: dict) -> str:
+        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in values.items())
+
+    tried = "; ".join(f"{setting(t['setting'])}: {t['best_validation_loss']:.3f}"
+                      for t in record["trials"])
+    return (f"best validation loss on {record['validation_rows']} held-out training rows, "
+            f"{record['budget']['max_steps']} steps at most: {tried} "
+            f"(chosen: {setting(record['choice'])})")
+

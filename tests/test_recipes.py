@@ -131,18 +131,24 @@ def test_medical_rows_refuse_steps_not_chosen_on_validation(tmp_path, monkeypatc
     check_medical_sft_steps(record)
 
 
+def recorded(name: str) -> dict:
+    """A recipe's full-mode sweep record (reports/settings/<name>.json), or skip the test."""
+    from mclab import sweeps
+
+    record = sweeps.recorded_choice(name)
+    if record is None:
+        pytest.skip(f"reports/settings/{name}.json not written: run tools/choose_settings.py")
+    return record
+
+
 def test_company_sft_settings_are_the_ones_chosen_on_validation():
     """tools/choose_settings.py chose each company SFT recipe's learning rate with early
     stopping on the held-out wording (reports/settings/<RECIPE>.json, full mode); the recipe
     trains that rate under the same cap, cadence and patience, on the same validation chats.
     "full SFT, 3 paraphrases" has no wording left to validate on: it trains the steps the
     one-wording run chose, at its rate (each fact seen as often, in three wordings)."""
-    from mclab import sweeps
-
     for name in ("FULL_SFT", "LORA_SFT"):
-        record = sweeps.recorded_choice(name)
-        if record is None:
-            pytest.skip(f"reports/settings/{name}.json not written: run tools/choose_settings.py")
+        record = recorded(name)
         training = getattr(recipes, name).training
         assert training.learning_rate == record["choice"]["learning_rate"], name
         budget = record["budget"]
@@ -150,7 +156,7 @@ def test_company_sft_settings_are_the_ones_chosen_on_validation():
         assert training.eval_steps.full == budget["eval_steps"], name
         assert training.patience == budget["patience"], name
         assert getattr(recipes, name).n_val.full is None, name  # every held-out wording
-    chosen = sweeps.recorded_choice("FULL_SFT")
+    chosen = recorded("FULL_SFT")
     three = recipes.FULL_SFT_PARAPHRASES
     assert three.train_on == (0, 1, 2) and three.training.patience == 0
     assert three.training.max_steps.full == chosen["choice_steps"]
@@ -163,12 +169,9 @@ def test_local_sft_rate_is_the_one_chosen_on_validation():
     every 8th pair held out, under a cap of 60 steps (reports/settings/LOCAL_SFT.json). The
     recipe trains the chosen rate; its budget, one pass over the rewrites (58 steps of 4),
     is about the cap, where every rate's validation loss was still falling (docs)."""
-    from mclab import sweeps
     from mclab.data import load_scenario
 
-    record = sweeps.recorded_choice("LOCAL_SFT")
-    if record is None:
-        pytest.skip("reports/settings/LOCAL_SFT.json not written: run tools/choose_settings.py")
+    record = recorded("LOCAL_SFT")
     assert recipes.LOCAL_SFT.training.learning_rate == record["choice"]["learning_rate"]
     rewrites = len(load_scenario("local")["rewrites_train"])
     steps_per_pass = -(-rewrites // recipes.LOCAL_SFT.training.batch_size)
@@ -181,11 +184,7 @@ def test_adapter_settings_are_the_ones_chosen_on_validation():
     rewrites and scored it on the 30 validation rewrites of `finetuning.style_split`
     (reports/settings/BOTTLENECK.json). The recipe trains the chosen pair, on the same split,
     for one pass (50 steps of 4), within the sweep's cap."""
-    from mclab import sweeps
-
-    record = sweeps.recorded_choice("BOTTLENECK")
-    if record is None:
-        pytest.skip("reports/settings/BOTTLENECK.json not written: run tools/choose_settings.py")
+    record = recorded("BOTTLENECK")
     recipe = recipes.BOTTLENECK
     assert record["choice"] == {"size": recipe.size, "learning_rate": recipe.training.learning_rate}
     assert record["validation_rows"] == recipes.PREFIX.n_val.full
@@ -197,11 +196,9 @@ def test_prefix_settings_are_the_ones_chosen_on_validation():
     """tools/choose_settings.py PREFIX chose the rate and the number of virtual tokens on the
     same validation rewrites (reports/settings/PREFIX.json); the recipe, and the report row's
     name, carry the choice."""
-    from mclab import methods, sweeps
+    from mclab import methods
 
-    record = sweeps.recorded_choice("PREFIX")
-    if record is None:
-        pytest.skip("reports/settings/PREFIX.json not written: run tools/choose_settings.py")
+    record = recorded("PREFIX")
     recipe = recipes.PREFIX
     assert record["choice"] == {"virtual_tokens": recipe.virtual_tokens,
                                 "learning_rate": recipe.training.learning_rate}

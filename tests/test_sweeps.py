@@ -91,3 +91,16 @@ def test_an_extended_sweep_trains_only_the_new_settings(load_tiny, runs_dir):
     with pytest.raises(sweeps.SweepError, match="cannot extend"):
         sweeps.sweep("LORA_SFT", [new], sweeps.Budget(max_steps=3, eval_steps=1, patience=1),
                      load=no_training, n_val=4, progress=False, previous=first)
+
+
+def test_describe_names_every_trial_and_the_choice():
+    record = {"validation_rows": 30, "budget": {"max_steps": 60},
+              "trials": [{"setting": {"size": 16, "learning_rate": 2e-3},
+                          "best_validation_loss": 1.6840},
+                         {"setting": {"size": 64, "learning_rate": 2e-3},
+                          "best_validation_loss": 1.5949}],
+              "choice": {"size": 64, "learning_rate": 2e-3}}
+    assert sweeps.describe(record) == (
+        "best validation loss on 30 held-out training rows, 60 steps at most: "
+        "size 16, learning_rate 0.002: 1.684; size 64, learning_rate 0.002: 1.595 "
+        "(chosen: size 64, learning_rate 0.002)")
