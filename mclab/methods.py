@@ -352,6 +352,13 @@ def validation_curve(result) -> list[list[float]]:
     return [[row["step"], row["eval_loss"]] for row in result.history if "eval_loss" in row]
 
 
+def _early_stopped(result) -> dict:
+    """A row trained until its validation loss stopped falling: its steps, the
+    step whose weights it kept, and its validation curve."""
+    return {"steps": result.steps, "best_step": result.best_step,
+            "sft_validation_loss": validation_curve(result)}
+
+
 def run_medical_sft(ctx):
     check_medical_sft_steps()
     model, tok = ctx.base()
@@ -389,8 +396,7 @@ def _company_sft(ctx, recipe: recipes.CompanySft, name: str) -> dict:
     # when every wording trains (`train_on` holds the third) none validates: a fixed budget
     result = train_sft(model, tok, train, recipe.training.config(f"report-{name}"),
                        eval_dataset=val if len(val) else None, peft_config=peft_config)
-    return {**trained(ctx, result, tok), "steps": result.steps, "best_step": result.best_step,
-            "sft_validation_loss": validation_curve(result)}
+    return {**trained(ctx, result, tok), **_early_stopped(result)}
 
 
 def run_full_sft(ctx):
@@ -406,72 +412,75 @@ def run_lora(ctx):
 
 
 def run_prefix(ctx):
-    from .finetuning import style_examples, style_split
     from .peft_methods import enable_prefix_generation, prefix_config, prefix_from_text
-    from .training import chat_dataset, train_sft
+    from .sweeps import data
+    from .training import train_sft
 
     recipe = recipes.PREFIX
     model, tok = ctx.base()
     cfg = recipe.training.config("report-prefix")
     cfg.validate()  # before the model is wrapped
-    train_rows, _ = style_split(ctx.local, recipe.n_val.get())
+    train, val = data("PREFIX", recipe)  # 06's split: the validation rewrites stop training
     model = prefix_from_text(model, tok, prefix_config(recipe.virtual_tokens), recipe.init_text)
-    result = train_sft(model, tok, chat_dataset(style_examples(train_rows)), cfg)
+    result = train_sft(model, tok, train, cfg, eval_dataset=val)
     enable_prefix_generation(result.model)
-    return trained(ctx, result, tok)
+    return {**trained(ctx, result, tok), **_early_stopped(result)}
 
 
 def run_bottleneck(ctx):
     """Adapter layers (`mclab.adapters`) on the prefix row's data; storage is the adapters'
     weights only (a serial adapter cannot be merged, so the base is stored once beside it)."""
     from .adapters import add_adapters, save_adapters
-    from .finetuning import style_examples, style_split
-    from .training import chat_dataset, train_sft
+    from .sweeps import data
+    from .training import train_sft
 
     recipe = recipes.BOTTLENECK
     model, tok = ctx.base()
     cfg = recipe.training.config("report-bottleneck")
     cfg.validate()  # before the adapters go in
-    train_rows, _ = style_split(ctx.local, recipes.PREFIX.n_val.get())  # 06's split
+    train, val = data("BOTTLENECK", recipe)  # 06's split, as the prefix row
     add_adapters(model, recipe.size, recipe.where)
-    result = train_sft(model, tok, chat_dataset(style_examples(train_rows)), cfg)
-    return {**score(ctx, result.model, tok),
+    result = train_sft(model, tok, train, cfg, eval_dataset=val)
+    return {**score(ctx, result.model, tok), **_early_stopped(result),
             **training_costs(result, save=lambda p: save_adapters(result.model, p))}
 
 
 def _local_sft(ctx):
-    """The SFT (LoRA) model that DPO and GRPO start from: its costs, merged model, tokenizer."""
-    from .finetuning import style_examples
-    from .training import chat_dataset, train_sft
+    """The SFT (LoRA) model that DPO and GRPO start from: its costs (and where its early
+    stopping stopped), merged model, tokenizer."""
+    from .sweeps import data
+    from .training import train_sft
 
     recipe = recipes.LOCAL_SFT
     model, tok = ctx.base()
-    rows = list(ctx.local["rewrites_train"])[:recipe.n_train.get()]
-    sft = train_sft(model, tok, chat_dataset(style_examples(rows)),
-                    recipe.training.config("report-rl-sft"), peft_config=recipe.lora.config())
-    return training_costs(sft), sft.model.merge_and_unload(), tok
+    train, val = data("LOCAL_SFT", recipe)  # every 8th training rewrite validates
+    sft = train_sft(model, tok, train, recipe.training.config("report-rl-sft"),
+                    eval_dataset=val, peft_config=recipe.lora.config())
+    return training_costs(sft), _early_stopped(sft), sft.model.merge_and_unload(), tok
 
 
 def run_local_sft(ctx):
     """The start of DPO and GRPO, scored alone: what the RL rows are compared with."""
-    sft_costs, sft_model, tok = _local_sft(ctx)
-    return {**score(ctx, sft_model, tok), **sft_costs}
+    sft_costs, stopped, sft_model, tok = _local_sft(ctx)
+    return {**score(ctx, sft_model, tok), **sft_costs, **stopped}
 
 
-def _after_sft(row: dict, sft_costs: dict) -> dict:
-    """An RL row's cost includes the SFT adapter it starts from (trained and stored too)."""
-    return {**row, **{cost: row[cost] + value for cost, value in sft_costs.items()}}
+def _after_sft(row: dict, sft_costs: dict, stopped: dict) -> dict:
+    """An RL row's cost includes the SFT adapter it starts from (trained and stored too),
+    and the row says where that SFT stopped."""
+    return {**row, **{cost: row[cost] + value for cost, value in sft_costs.items()},
+            **{f"start_{k}": v for k, v in stopped.items()}}
 
 
 def run_dpo(ctx):
     from . import rl
 
     recipe = recipes.DPO
-    sft_costs, sft_model, tok = _local_sft(ctx)
+    sft_costs, stopped, sft_model, tok = _local_sft(ctx)
     train, _ = rl.preference_split(ctx.local["preferences"], recipe.heldout_every)
     dpo = rl.train_dpo(sft_model, tok, train, recipe.training.config("report-dpo"),
                        beta=recipe.beta, peft_config=recipe.lora.config())
-    return _after_sft(trained(ctx, dpo, tok), sft_costs)
+    return _after_sft(trained(ctx, dpo, tok), sft_costs, stopped)
 
 
 def run_grpo(ctx):
@@ -479,7 +488,7 @@ def run_grpo(ctx):
     from .scorecard import local_prompt
 
     recipe = recipes.GRPO
-    sft_costs, sft_model, tok = _local_sft(ctx)
+    sft_costs, stopped, sft_model, tok = _local_sft(ctx)
     funcs = rl.make_reward_funcs(ctx.sets["lexicon"], ctx.embedder)
     prompts = rl.rewrite_prompts(ctx.local["rewrites_train"], local_prompt)
     grpo = rl.train_grpo(sft_model, tok, prompts, funcs, recipe.training.config("report-grpo"),
@@ -487,7 +496,7 @@ def run_grpo(ctx):
                          max_completion_length=recipe.max_completion_length,
                          reward_weights=rl.RewardWeights().as_list(),
                          peft_config=recipe.lora.config())
-    return _after_sft(trained(ctx, grpo, tok), sft_costs)
+    return _after_sft(trained(ctx, grpo, tok), sft_costs, stopped)
 
 
 # ------------------------------------------------------------ how trained methods serve

@@ -71,6 +71,13 @@ class Training:
         values = {f.name: resolve(getattr(self, f.name)) for f in fields(self)}
         return TrainConfig(run_name=run_name, **{**values, **overrides})
 
+    def one_pass(self) -> "Training":
+        """The same settings for one pass over the data, with no validation and no early
+        stopping: a notebook's same-budget comparison (06 gives every adapter one epoch)
+        where the report's row trains until its validation loss stops falling."""
+        quick = self.max_steps.quick if isinstance(self.max_steps, Sized) else 0
+        return replace(self, max_steps=Sized(quick, 0), epochs=1, eval_steps=0, patience=0)
+
 
 # On a CPU, full-weight runs pass 2 sequences at a time, gradients accumulated to the batch,
 # and recompute activations in the backward pass: the same updates in less memory (measured:
@@ -224,6 +231,14 @@ class MedicalSft:
 # docs/how-settings-were-chosen.md); tests/test_recipes.py keeps the recipes in step.
 COMPANY_STOP = dict(max_steps=Sized(2, 44), eval_steps=Sized(1, 4), patience=2)
 
+# The style rows (local SFT, the start of DPO and GRPO; prefix tuning; adapter layers) train
+# until the loss on their validation rewrites (held out of the training file) has not fallen
+# for 2 evaluations 10 steps apart, under a cap of 150 steps (3 passes over about 200
+# rewrites), and keep their best evaluation's weights. LOCAL_SFT's rate was swept under this
+# budget; PREFIX's and BOTTLENECK's settings under a cap of 60, where every setting was still
+# improving (docs/how-settings-were-chosen.md).
+STYLE_STOP = dict(max_steps=Sized(2, 150), eval_steps=Sized(1, 10), patience=2)
+
 
 @dataclass(frozen=True)
 class CompanySft:
@@ -251,17 +266,18 @@ class StyleSft:
 
 @dataclass(frozen=True)
 class LocalSft:
-    """The SFT (LoRA) model that DPO and GRPO start from. Its rate was chosen on every 8th
-    training rewrite, held out, by validation loss under a cap of 60 steps
-    (tools/choose_settings.py, reports/settings/LOCAL_SFT.json: 2e-3, tied with 4e-3); it
-    trains one pass over all the rewrites (58 steps), about that cap, where the validation
-    loss of every rate tried was still falling: the budget is the cap's, not a measured
-    optimum, and no early stopping (docs/how-settings-were-chosen.md)."""
+    """The SFT (LoRA) model that DPO and GRPO start from, trained on the training rewrites
+    with every 8th pair held out to validate (`finetuning.sft_data("local")`: 202 train, 28
+    validate) until its validation loss stops falling (`STYLE_STOP`). Its rate was chosen on
+    the same split with the same early stopping and cap (tools/choose_settings.py,
+    reports/settings/LOCAL_SFT.json: 1e-3, between 5e-4 and 2e-3;
+    docs/how-settings-were-chosen.md)."""
 
     notebook: str = "05_fine_tuning_rl"
-    training: Training = Training(learning_rate=2e-3, epochs=1, batch_size=4,
-                                  micro_batch=TWO_AT_A_TIME, max_length=128)
+    training: Training = Training(learning_rate=1e-3, batch_size=4, micro_batch=TWO_AT_A_TIME,
+                                  max_length=128, **STYLE_STOP)
     n_train: Sized = Sized(4, None)
+    n_val: Sized = Sized(2, None)  # validation rewrites (None: all 28)
     lora: Lora = Lora()
 
 
@@ -289,16 +305,16 @@ class Grpo:
 
 @dataclass(frozen=True)
 class Prefix:
-    """Prefix tuning on 06's training rewrites, one epoch like the LoRA and adapter runs. The
-    rate and the number of virtual tokens were chosen on 06's 30 validation rewrites by
+    """Prefix tuning on 06's training rewrites, until the loss on 06's 30 validation rewrites
+    stops falling (`STYLE_STOP`; 06 compares one epoch of each adapter: `one_pass`). The
+    rate and the number of virtual tokens were chosen on the same validation rewrites by
     validation loss under a cap of 60 steps (tools/choose_settings.py,
     reports/settings/PREFIX.json): 3e-2 beat 1e-2 and 1e-1 at 8 tokens, then 16 tokens beat
-    8 and 32 at 3e-2. Every setting was still improving at the cap, so one epoch (50 steps)
-    is the cap's budget, not a measured optimum (docs/how-settings-were-chosen.md)."""
+    8 and 32 at 3e-2 (docs/how-settings-were-chosen.md)."""
 
     notebook: str = "06_parameter_efficient"
-    training: Training = Training(learning_rate=3e-2, max_steps=Sized(1, 0), epochs=1,
-                                  batch_size=4, micro_batch=TWO_AT_A_TIME, max_length=128)
+    training: Training = Training(learning_rate=3e-2, batch_size=4, micro_batch=TWO_AT_A_TIME,
+                                  max_length=128, **STYLE_STOP)
     virtual_tokens: int = 16
     n_val: Sized = Sized(6, 30)  # validation rewrites (`finetuning.style_split`)
     # start from the keys and values of real words (Li & Liang, 2021), not at random
@@ -316,17 +332,16 @@ class StyleLora:
 @dataclass(frozen=True)
 class Bottleneck:
     """Adapter layers (`mclab.adapters`): a bottleneck module after every attention and MLP
-    block (as Houlsby et al., 2019), trained on 06's data for one epoch like the LoRA and
-    prefix runs. The rate and width were checked on 06's 30 validation rewrites by
-    validation loss under a cap of 60 steps (tools/choose_settings.py,
-    reports/settings/BOTTLENECK.json): 2e-3 beat 1e-3 and 4e-3 at m=64, and m=64 beat m=16
-    (m=64 gives about LoRA r=16's parameter count, the comparison 06 makes; wider was not
-    tried). Every setting was still improving at the cap, so one epoch (50 steps) is the
-    cap's budget, not a measured optimum (docs/how-settings-were-chosen.md)."""
+    block (as Houlsby et al., 2019), trained on 06's data like the prefix row, until the
+    validation loss stops falling (`STYLE_STOP`; 06 compares one epoch: `one_pass`). The
+    rate and width were checked on 06's 30 validation rewrites by validation loss under a
+    cap of 60 steps (tools/choose_settings.py, reports/settings/BOTTLENECK.json): 2e-3 beat
+    1e-3 and 4e-3 at m=64, and m=64 beat m=16 (m=64 gives about LoRA r=16's parameter count,
+    the comparison 06 makes; wider was not tried; docs/how-settings-were-chosen.md)."""
 
     notebook: str = "06_parameter_efficient"
-    training: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 0), epochs=1,
-                                  batch_size=4, micro_batch=TWO_AT_A_TIME, max_length=128)
+    training: Training = Training(learning_rate=2e-3, batch_size=4, micro_batch=TWO_AT_A_TIME,
+                                  max_length=128, **STYLE_STOP)
     size: int = 64  # bottleneck width m: each adapter is d -> m -> d (d = 576 here)
     where: tuple[str, ...] = ("attention", "mlp")  # blocks followed by an adapter
 
@@ -363,7 +378,8 @@ class MergeSkills:
     fact, and the local style, from the training rewrites. Each trains until its own
     validation loss (the third wording; every 8th training rewrite: `finetuning.sft_data`)
     has not fallen for `patience` evaluations, under a cap, and keeps the best evaluation's
-    weights. The rate is LoRA's of 05 and 06 (`StyleLora`, `LocalSft`), not tuned here."""
+    weights. The rate is 06's LoRA's (`StyleLora`; 05's `LocalSft` had it too until its own
+    sweep chose 1e-3 under a longer budget), not tuned here."""
 
     notebook: str = "07_ensembling"
     company: Training = Training(learning_rate=2e-3, max_steps=Sized(2, 66), batch_size=4,

@@ -77,11 +77,13 @@ def _adapter_fields(recipe) -> set[str]:
 
 
 def data(recipe_name: str, recipe, n_val: int | None = None):
-    """(train, validation) chats of the recipe, validation held out of the training files."""
+    """(train, validation) chats of the recipe, validation held out of the training files:
+    what its sweep and its report row train and validate on (`n_val`: the recipe's)."""
     from .finetuning import sft_data, style_examples, style_split
     from .training import chat_dataset
 
     kind = DATA[recipe_name]
+    n_val = n_val or (recipe.n_val.get() if hasattr(recipe, "n_val") else None)
     if kind == "style split":
         train, val = style_split(_local(), n_val or recipes.PREFIX.n_val.get())
         return chat_dataset(style_examples(train)), chat_dataset(style_examples(val))

@@ -164,40 +164,67 @@ def test_company_sft_settings_are_the_ones_chosen_on_validation():
     assert three.training.batch_size == recipes.FULL_SFT.training.batch_size
 
 
-def test_local_sft_rate_is_the_one_chosen_on_validation():
+def _stops_on_the_sweeps_split(name: str, record: dict):
+    """The recipe's report row trains on the split its sweep validated on, until that
+    validation loss stops falling, under a cap at least the sweep's: a budget that validation
+    ends, not the cap."""
+    from mclab.sweeps import data
+
+    recipe = getattr(recipes, name)
+    train, val = data(name, recipe)
+    assert (len(train), len(val)) == (record["training_rows"], record["validation_rows"]), name
+    training = recipe.training
+    assert training.patience >= 1 and training.eval_steps.full >= 1, name
+    assert training.max_steps.full >= record["budget"]["max_steps"], name
+
+
+def test_local_sft_rate_is_the_one_chosen_on_validation(monkeypatch):
     """tools/choose_settings.py LOCAL_SFT trained each rate on the training rewrites with
-    every 8th pair held out, under a cap of 60 steps (reports/settings/LOCAL_SFT.json). The
-    recipe trains the chosen rate; its budget, one pass over the rewrites (58 steps of 4),
-    is about the cap, where every rate's validation loss was still falling (docs)."""
-    from mclab.data import load_scenario
-
+    every 8th pair held out, with the recipe's early stopping and cap
+    (reports/settings/LOCAL_SFT.json). The recipe trains the chosen rate on the same split."""
+    monkeypatch.setenv("MCLAB_QUICK", "0")
     record = recorded("LOCAL_SFT")
-    assert recipes.LOCAL_SFT.training.learning_rate == record["choice"]["learning_rate"]
-    rewrites = len(load_scenario("local")["rewrites_train"])
-    steps_per_pass = -(-rewrites // recipes.LOCAL_SFT.training.batch_size)
-    assert recipes.LOCAL_SFT.training.epochs == 1
-    assert abs(steps_per_pass - record["budget"]["max_steps"]) <= 2
+    training = recipes.LOCAL_SFT.training
+    assert training.learning_rate == record["choice"]["learning_rate"]
+    _stops_on_the_sweeps_split("LOCAL_SFT", record)
+    # swept under the row's own budget: the chosen trial is the row's training run
+    assert record["budget"] == {"max_steps": training.max_steps.full,
+                                "eval_steps": training.eval_steps.full,
+                                "patience": training.patience}
+    rates = sorted(t["setting"]["learning_rate"] for t in record["trials"])
+    assert rates[0] < training.learning_rate < rates[-1]  # the rate is bracketed
 
 
-def test_adapter_settings_are_the_ones_chosen_on_validation():
+def test_adapter_settings_are_the_ones_chosen_on_validation(monkeypatch):
     """tools/choose_settings.py BOTTLENECK trained each width x rate on 06's training
     rewrites and scored it on the 30 validation rewrites of `finetuning.style_split`
-    (reports/settings/BOTTLENECK.json). The recipe trains the chosen pair, on the same split,
-    for one pass (50 steps of 4), within the sweep's cap."""
+    (reports/settings/BOTTLENECK.json). The recipe trains the chosen pair on the same split,
+    with early stopping."""
+    monkeypatch.setenv("MCLAB_QUICK", "0")
     record = recorded("BOTTLENECK")
     recipe = recipes.BOTTLENECK
     assert record["choice"] == {"size": recipe.size, "learning_rate": recipe.training.learning_rate}
-    assert record["validation_rows"] == recipes.PREFIX.n_val.full
-    steps_per_pass = -(-record["training_rows"] // recipe.training.batch_size)
-    assert recipe.training.epochs == 1 and steps_per_pass <= record["budget"]["max_steps"]
+    _stops_on_the_sweeps_split("BOTTLENECK", record)
 
 
-def test_prefix_settings_are_the_ones_chosen_on_validation():
+def test_one_pass_is_the_recipe_without_validation():
+    """06 compares the adapters at one epoch each (`Training.one_pass`): only the budget
+    changes, never the rate or the batches."""
+    recipe = recipes.PREFIX.training
+    once = recipe.one_pass()
+    assert (once.max_steps.full, once.epochs, once.eval_steps, once.patience) == (0, 1, 0, 0)
+    assert once.max_steps.quick == recipe.max_steps.quick  # quick mode stays a few steps
+    assert once.learning_rate == recipe.learning_rate and once.batch_size == recipe.batch_size
+    assert recipe.patience > 0  # the report's row itself stops on validation
+
+
+def test_prefix_settings_are_the_ones_chosen_on_validation(monkeypatch):
     """tools/choose_settings.py PREFIX chose the rate and the number of virtual tokens on the
     same validation rewrites (reports/settings/PREFIX.json); the recipe, and the report row's
-    name, carry the choice."""
+    name, carry the choice, and the row trains on that split with early stopping."""
     from mclab import methods
 
+    monkeypatch.setenv("MCLAB_QUICK", "0")
     record = recorded("PREFIX")
     recipe = recipes.PREFIX
     assert record["choice"] == {"virtual_tokens": recipe.virtual_tokens,
@@ -206,3 +233,4 @@ def test_prefix_settings_are_the_ones_chosen_on_validation():
     assert f"({recipe.virtual_tokens} tokens)" in methods.PREFIX_NAME
     tried = {t["setting"]["virtual_tokens"] for t in record["trials"]}
     assert min(tried) < recipe.virtual_tokens < max(tried)  # the length is bracketed
+    _stops_on_the_sweeps_split("PREFIX", record)
