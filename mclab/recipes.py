@@ -254,12 +254,10 @@ class CompanySft:
 @dataclass(frozen=True)
 class StyleSft:
     notebook: str = "04_fine_tuning_sft"
-    # style needs bigger steps than facts (one epoch: 1e-4 gave 0.034 locality, 3e-4 0.28)
-    training: Training = Training(learning_rate=3e-4, epochs=1, batch_size=Sized(4, 8),
-                                  max_length=128, optimizer="adafactor",
-                                  eval_steps=Sized(1, 6), **FRUGAL)
+    training: Training = Training(learning_rate=3e-4, batch_size=4, max_length=128,
+                                  optimizer="adafactor", **STYLE_STOP, **FRUGAL)
     n_train: Sized = Sized(4, None)
-    n_val: Sized = Sized(2, 12)
+    n_val: Sized = Sized(2, None)  # validation rewrites (None: all 28)
 
 
 # --------------------------------------------------------------------------- RL (05)
@@ -323,10 +321,13 @@ class Prefix:
 
 @dataclass(frozen=True)
 class StyleLora:
+    """06's LoRA: 05's local SFT recipe (`LocalSft`: the same training file, rate, rank and
+    targets, chosen on its validation rewrites), trained for one epoch beside the other
+    adapters (`Training.one_pass`)."""
+
     notebook: str = "06_parameter_efficient"
-    training: Training = Training(learning_rate=2e-3, max_steps=Sized(1, 0), epochs=1,
-                                  batch_size=4, micro_batch=TWO_AT_A_TIME, max_length=128)
-    lora: Lora = Lora()
+    training: Training = LocalSft.training
+    lora: Lora = LocalSft.lora
 
 
 @dataclass(frozen=True)
@@ -348,11 +349,12 @@ class Bottleneck:
 
 @dataclass(frozen=True)
 class StyleFull:
-    """06's yardstick for the adapters: every weight, on the same data and epoch."""
+    """06's yardstick for the adapters: every weight, on the same data and epoch
+    (`Training.one_pass`), with 04's style SFT recipe (`StyleSft`, its rate chosen on its
+    validation rewrites)."""
 
     notebook: str = "06_parameter_efficient"
-    training: Training = Training(learning_rate=3e-4, max_steps=Sized(1, 0), epochs=1,
-                                  batch_size=4, max_length=128, optimizer="adafactor", **FRUGAL)
+    training: Training = StyleSft.training
 
 
 @dataclass(frozen=True)
@@ -378,8 +380,8 @@ class MergeSkills:
     fact, and the local style, from the training rewrites. Each trains until its own
     validation loss (the third wording; every 8th training rewrite: `finetuning.sft_data`)
     has not fallen for `patience` evaluations, under a cap, and keeps the best evaluation's
-    weights. The rate is 06's LoRA's (`StyleLora`; 05's `LocalSft` had it too until its own
-    sweep chose 1e-3 under a longer budget), not tuned here."""
+    weights. The rate, 2e-3, is the one 05's and 06's LoRA used before `LocalSft`'s sweep
+    chose 1e-3 under a longer budget at rank 16; it is not tuned for these rank-8 adapters."""
 
     notebook: str = "07_ensembling"
     company: Training = Training(learning_rate=2e-3, max_steps=Sized(2, 66), batch_size=4,

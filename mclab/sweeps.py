@@ -26,9 +26,10 @@ from pathlib import Path
 from . import recipes
 
 # what each recipe trains on: the dataset of `finetuning.sft_data`, or 06's style split
+# (06's LoRA and full SFT take 05's and 04's style recipes, swept as LOCAL_SFT and STYLE_SFT)
 DATA = {"FULL_SFT": "company", "LORA_SFT": "company", "STYLE_SFT": "local",
-        "LOCAL_SFT": "local", "MEDICAL_SFT": "medical", "STYLE_LORA": "style split",
-        "STYLE_FULL": "style split", "PREFIX": "style split", "BOTTLENECK": "style split"}
+        "LOCAL_SFT": "local", "MEDICAL_SFT": "medical", "PREFIX": "style split",
+        "BOTTLENECK": "style split"}
 ADAPTER_FIELDS = {"r", "alpha", "targets", "virtual_tokens", "size", "where"}
 
 

@@ -34,7 +34,9 @@ TRAINED = sorted(n for n, r in recipes.BY_NAME.items() if hasattr(r, "training")
 # before per-device settings existed). Changing one changes CPU results: do it on purpose.
 # (2026-12-02: FULL_SFT and LORA_SFT took the rates chosen on validation and early stopping;
 # FULL_SFT_PARAPHRASES is new. 2026-12-06: LOCAL_SFT, PREFIX and BOTTLENECK stop early on
-# their validation rewrites under a cap of 150 steps; LOCAL_SFT's rate 1e-3 was chosen so.)
+# their validation rewrites under a cap of 150 steps; LOCAL_SFT's rate 1e-3 was chosen so.
+# Later that day STYLE_SFT too, at batch 4 (its rate 3e-4 re-chosen so), and 06's STYLE_LORA
+# and STYLE_FULL became LOCAL_SFT's and STYLE_SFT's recipes, trained one epoch by 06.)
 FIELDS = ("learning_rate", "max_steps", "epochs", "batch_size", "micro_batch", "max_length",
           "optimizer", "gradient_checkpointing", "eval_steps",
           "per_device_train_batch_size", "gradient_accumulation_steps")
@@ -50,9 +52,9 @@ CPU_ARGS = {
     "MEDICAL_SFT/quick": (5e-05, 2, 1.0, 8, 2, 128, 'adafactor', True, 1, 2, 4),
     "LORA_SFT/quick": (0.006, 2, 1.0, 4, 2, 128, 'adafactor', False, 1, 2, 2),
     "PREFIX/quick": (0.03, 2, 1, 4, 2, 128, 'adamw_torch', False, 1, 2, 2),
-    "STYLE_FULL/quick": (0.0003, 1, 1, 4, 2, 128, 'adafactor', True, 0, 2, 2),
-    "STYLE_LORA/quick": (0.002, 1, 1, 4, 2, 128, 'adamw_torch', False, 0, 2, 2),
-    "STYLE_SFT/quick": (0.0003, 0, 1, 4, 2, 128, 'adafactor', True, 1, 2, 2),
+    "STYLE_FULL/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, 2, 2),
+    "STYLE_LORA/quick": (0.001, 2, 1.0, 4, 2, 128, 'adamw_torch', False, 1, 2, 2),
+    "STYLE_SFT/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, 2, 2),
     "ACCESS_LEAK/full": (0.002, 24, 1.0, 8, None, 128, 'adamw_torch', False, 0, 8, 1),
     "BOTTLENECK/full": (0.002, 150, 1, 4, 2, 128, 'adamw_torch', False, 10, 2, 2),
     "CPT/full": (0.0002, 8, 1.0, 8, 2, 128, 'adafactor', True, 0, 2, 4),
@@ -64,9 +66,9 @@ CPU_ARGS = {
     "MEDICAL_SFT/full": (5e-05, 16, 1.0, 8, 2, 128, 'adafactor', True, 4, 2, 4),
     "LORA_SFT/full": (0.006, 44, 1.0, 8, 2, 128, 'adafactor', False, 4, 2, 4),
     "PREFIX/full": (0.03, 150, 1, 4, 2, 128, 'adamw_torch', False, 10, 2, 2),
-    "STYLE_FULL/full": (0.0003, 0, 1, 4, 2, 128, 'adafactor', True, 0, 2, 2),
-    "STYLE_LORA/full": (0.002, 0, 1, 4, 2, 128, 'adamw_torch', False, 0, 2, 2),
-    "STYLE_SFT/full": (0.0003, 0, 1, 8, 2, 128, 'adafactor', True, 6, 2, 4),
+    "STYLE_FULL/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, 2, 2),
+    "STYLE_LORA/full": (0.001, 150, 1.0, 4, 2, 128, 'adamw_torch', False, 10, 2, 2),
+    "STYLE_SFT/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, 2, 2),
 }
 
 

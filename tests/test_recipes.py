@@ -178,21 +178,39 @@ def _stops_on_the_sweeps_split(name: str, record: dict):
     assert training.max_steps.full >= record["budget"]["max_steps"], name
 
 
-def test_local_sft_rate_is_the_one_chosen_on_validation(monkeypatch):
-    """tools/choose_settings.py LOCAL_SFT trained each rate on the training rewrites with
-    every 8th pair held out, with the recipe's early stopping and cap
-    (reports/settings/LOCAL_SFT.json). The recipe trains the chosen rate on the same split."""
+@pytest.mark.parametrize("name", ["LOCAL_SFT", "STYLE_SFT"])
+def test_style_sft_rate_is_the_one_chosen_on_validation(name, monkeypatch):
+    """tools/choose_settings.py trained each rate on the training rewrites with every 8th
+    pair held out, with the recipe's early stopping and cap (reports/settings/<name>.json):
+    05's LoRA (LOCAL_SFT, also 06's LoRA) and 04's full-weight style SFT (STYLE_SFT, also
+    06's full SFT). The recipe trains the chosen rate on the same split."""
     monkeypatch.setenv("MCLAB_QUICK", "0")
-    record = recorded("LOCAL_SFT")
-    training = recipes.LOCAL_SFT.training
-    assert training.learning_rate == record["choice"]["learning_rate"]
-    _stops_on_the_sweeps_split("LOCAL_SFT", record)
-    # swept under the row's own budget: the chosen trial is the row's training run
+    record = recorded(name)
+    training = getattr(recipes, name).training
+    assert training.learning_rate == record["choice"]["learning_rate"], name
+    _stops_on_the_sweeps_split(name, record)
+    # swept under the recipe's own budget: the chosen trial is the recipe's training run
     assert record["budget"] == {"max_steps": training.max_steps.full,
                                 "eval_steps": training.eval_steps.full,
-                                "patience": training.patience}
-    rates = sorted(t["setting"]["learning_rate"] for t in record["trials"])
-    assert rates[0] < training.learning_rate < rates[-1]  # the rate is bracketed
+                                "patience": training.patience}, name
+    rates = sorted(t["setting"]["learning_rate"] for t in record["trials"]
+                   if "learning_rate" in t["setting"])
+    assert rates[0] < training.learning_rate < rates[-1], name  # the rate is bracketed
+    lora = getattr(getattr(recipes, name), "lora", None)
+    if lora is not None:  # rank and targets: the chosen trial's (a rate trial: the recipe's)
+        chosen = record["choice"]
+        assert lora.r == chosen.get("r", lora.r) and lora.alpha == chosen.get("alpha", lora.alpha)
+        assert list(lora.targets) == list(chosen.get("targets", lora.targets))
+        ranks = {t["setting"].get("r", lora.r) for t in record["trials"]}
+        assert len(ranks) == 1 or min(ranks) < lora.r < max(ranks)  # the rank is bracketed
+
+
+def test_06_trains_the_style_recipes_of_04_and_05():
+    """06's LoRA and full SFT are 05's and 04's style recipes (one epoch in 06): their
+    settings were chosen once, by those recipes' sweeps."""
+    assert recipes.STYLE_LORA.training == recipes.LOCAL_SFT.training
+    assert recipes.STYLE_LORA.lora == recipes.LOCAL_SFT.lora
+    assert recipes.STYLE_FULL.training == recipes.STYLE_SFT.training
 
 
 def test_adapter_settings_are_the_ones_chosen_on_validation(monkeypatch):

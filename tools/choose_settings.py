@@ -8,8 +8,8 @@ are never read.
 
     python tools/choose_settings.py FULL_SFT --grid learning_rate=1e-5,3e-5,5e-5,1e-4 \\
         --max-steps 66 --eval-steps 11
-    python tools/choose_settings.py STYLE_LORA --grid r=4,16,64 --grid learning_rate=5e-4,2e-3
-    python tools/choose_settings.py STYLE_LORA --grid "targets=attention (q, v)|all linear"
+    python tools/choose_settings.py LOCAL_SFT --grid r=4,16,64 --grid learning_rate=5e-4,2e-3
+    python tools/choose_settings.py LOCAL_SFT --grid "targets=attention (q, v)|all linear"
     python tools/choose_settings.py FULL_SFT --grid learning_rate=4e-4 --extend ...
 """
 
