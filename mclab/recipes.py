@@ -231,12 +231,13 @@ class MedicalSft:
 # docs/how-settings-were-chosen.md); tests/test_recipes.py keeps the recipes in step.
 COMPANY_STOP = dict(max_steps=Sized(2, 44), eval_steps=Sized(1, 4), patience=2)
 
-# The style rows (local SFT, the start of DPO and GRPO; prefix tuning; adapter layers) train
-# until the loss on their validation rewrites (held out of the training file) has not fallen
-# for 2 evaluations 10 steps apart, under a cap of 150 steps (3 passes over about 200
-# rewrites), and keep their best evaluation's weights. LOCAL_SFT's rate was swept under this
-# budget; PREFIX's and BOTTLENECK's settings under a cap of 60, where every setting was still
-# improving (docs/how-settings-were-chosen.md).
+# The style recipes (local SFT, the start of DPO and GRPO; 04's full-weight style SFT; prefix
+# tuning; adapter layers) train until the loss on their validation rewrites (held out of the
+# training file) has not fallen for 2 evaluations 10 steps apart, under a cap of 150 steps
+# (3 passes over about 200 rewrites), and keep their best evaluation's weights. LOCAL_SFT's
+# rate, rank and targets and STYLE_SFT's rate were swept under this budget; PREFIX's and
+# BOTTLENECK's settings under a cap of 60, where every setting was still improving (PREFIX's
+# rate re-checked at 150: docs/how-settings-were-chosen.md).
 STYLE_STOP = dict(max_steps=Sized(2, 150), eval_steps=Sized(1, 10), patience=2)
 
 
