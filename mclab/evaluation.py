@@ -37,45 +37,81 @@ def knowledge_prompt(question: str, context: str | None = None) -> str:
     return f"Question: {question}"
 
 
+# What one batch may hold, in tokens, so that long inputs go a few at a time (issue 15):
+# - multiple choice holds each prompt's key/value cache once per option (`repeat_cache`),
+#   about 46 KB a token for SmolLM2-135M in fp32 (30 layers x keys and values x 3 heads x 64
+#   x 4 bytes): items x options x longest prompt within 8,192 tokens is about 380 MB, so
+#   closed-book questions still go 8 at a time and 1,300-token stuffed prompts one at a time
+#   (01's peak was 4 such prompts x 4 options);
+# - answer scoring holds a logit per vocabulary word (49,152 x 4 bytes) for every token:
+#   rows x longest sequence within 1,024 tokens is about 200 MB.
+MAX_CACHE_TOKENS = 8192
+MAX_LOGIT_TOKENS = 1024
+
+
+def budget_batches(lengths: list[int], batch_size: int, max_tokens: int,
+                   copies: int = 1) -> list[list[int]]:
+    """Split items into batches, shortest first: at most `batch_size` items, and items x
+    `copies` x the batch's longest length within `max_tokens` (an item over the budget on
+    its own goes alone). Returns lists of indices into `lengths`."""
+    if batch_size < 1 or max_tokens < 1:
+        raise ValueError(f"batch_size and max_tokens must be >= 1, got {batch_size} and "
+                         f"{max_tokens}")
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):  # stable: ties keep order
+        current = batches[-1] if batches else None
+        if (current is not None and len(current) < batch_size
+                and (len(current) + 1) * copies * lengths[i] <= max_tokens):
+            current.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @torch.no_grad()
 def option_logprobs(model, tokenizer, prompts: list[str], options: list[list[str]],
-                    normalize: str = "mean", batch_size: int = 8) -> list[np.ndarray]:
+                    normalize: str = "mean", batch_size: int = 8,
+                    max_tokens: int = MAX_CACHE_TOKENS) -> list[np.ndarray]:
     """Log-likelihood of each option as the continuation of its prompt.
 
     Each prompt (often a long context passage) runs once; its key/value cache is then
     shared by all of its options, a quarter of the work of scoring every prompt+option
     sequence whole when there are four options. `normalize="mean"` divides by the
     option's token count so long options are not penalised; `"sum"` keeps the total.
+    Items are batched by prompt length (`budget_batches`): at most `batch_size` at a time,
+    and fewer when their prompts are long, so the repeated cache stays within `max_tokens`
+    tokens.
     """
     if normalize not in {"mean", "sum"}:
         raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
     if len(prompts) != len(options):
         raise ValueError(f"got {len(prompts)} prompts but {len(options)} option lists")
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     results: list[np.ndarray | None] = [None] * len(prompts)
     # items are batched with others that have the same number of options
     by_count: dict[int, list[int]] = {}
     for i, opts in enumerate(options):
         by_count.setdefault(len(opts), []).append(i)
-    for group in by_count.values():
-        for start in range(0, len(group), batch_size):
-            idx = group[start:start + batch_size]
-            batch = _score_batch(model, tokenizer, [prompts[i] for i in idx],
-                                 [options[i] for i in idx], normalize)
-            for i, scores in zip(idx, batch):
-                results[i] = scores
+    for k, group in by_count.items():
+        lengths = [len(prompt_ids[i]) for i in group]
+        for batch in budget_batches(lengths, batch_size, max_tokens, copies=k):
+            idx = [group[j] for j in batch]
+            scores = _score_batch(model, tokenizer, [prompt_ids[i] for i in idx],
+                                  [options[i] for i in idx], normalize)
+            for i, item_scores in zip(idx, scores):
+                results[i] = item_scores
     return results
 
 
-def _score_batch(model, tokenizer, prompts, options, normalize):
+def _score_batch(model, tokenizer, prompt_ids, options, normalize):
     pad, k = tokenizer.pad_token_id, len(options[0])
-    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     opt_ids = [[tokenizer(o, add_special_tokens=False)["input_ids"] for o in opts]
                for opts in options]
     for p, opts in zip(prompt_ids, opt_ids):
         check_fits(model, len(p) + max(map(len, opts)))
     device = model_device(model)
     # prompts left-padded so they all end at the same column, where the options begin
-    n, plen = len(prompts), max(map(len, prompt_ids))
+    n, plen = len(prompt_ids), max(map(len, prompt_ids))
     p_ids = torch.tensor([[pad] * (plen - len(s)) + s for s in prompt_ids], device=device)
     p_mask = torch.tensor([[0] * (plen - len(s)) + [1] * len(s) for s in prompt_ids],
                           device=device)
@@ -110,35 +146,41 @@ def _score_batch(model, tokenizer, prompts, options, normalize):
 
 @torch.no_grad()
 def answer_logprobs(model, tokenizer, prompts: list, answers: list[str],
-                    system: str | None = None, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                    system: str | None = None, batch_size: int = 8,
+                    max_tokens: int = MAX_LOGIT_TOKENS) -> tuple[np.ndarray, np.ndarray]:
     """Log-probability of each whole answer (and its end of turn) after its chat prompt.
 
     Returns (summed log-probabilities, answer token counts), one per prompt. This is the
     one answer scorer behind a held-out completion loss, DPO's log-ratios and the like;
     multiple choice (`option_logprobs`) is its batched special case that shares the prompt.
+    Sequences are batched by length (`budget_batches`: rows x longest within `max_tokens`),
+    and each row's log-softmax is taken over its answer's positions only.
     """
     if len(prompts) != len(answers) or not prompts:
         raise ValueError(f"need as many answers as prompts, and at least one (got "
                          f"{len(prompts)} prompts, {len(answers)} answers)")
-    sums, counts = [], []
     pad, device = tokenizer.pad_token_id, model_device(model)
-    for start in range(0, len(prompts), batch_size):
-        heads = [tokenizer(format_chat(tokenizer, p, system), add_special_tokens=False)["input_ids"]
-                 for p in prompts[start:start + batch_size]]
-        tails = [tokenizer(a + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-                 for a in answers[start:start + batch_size]]
-        seqs = [h + t for h, t in zip(heads, tails)]
+    heads = [tokenizer(format_chat(tokenizer, p, system), add_special_tokens=False)["input_ids"]
+             for p in prompts]
+    tails = [tokenizer(a + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+             for a in answers]
+    sums, counts = np.zeros(len(prompts)), np.array([len(t) for t in tails])
+    for batch in budget_batches([len(h) + len(t) for h, t in zip(heads, tails)], batch_size,
+                                max_tokens):
+        seqs = [heads[i] + tails[i] for i in batch]
         width = max(map(len, seqs))
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
         logits = model(input_ids=ids, attention_mask=mask).logits
         logits = logits[:, -width:]  # prompt-learning methods prepend virtual tokens
-        logp = torch.log_softmax(logits[:, :-1].float(), -1)
-        for row, (head, tail) in enumerate(zip(heads, tails)):
-            pos = torch.arange(len(head) - 1, len(head) + len(tail) - 1, device=device)
-            sums.append(float(logp[row, pos, torch.tensor(tail, device=device)].sum()))
-            counts.append(len(tail))
-    return np.array(sums), np.array(counts)
+        for row, i in enumerate(batch):
+            head, tail = heads[i], tails[i]
+            logp = torch.log_softmax(logits[row, len(head) - 1:len(head) + len(tail) - 1].float(),
+                                     -1)
+            sums[i] = float(logp[torch.arange(len(tail), device=device),
+                                 torch.tensor(tail, device=device)].sum())
+        del logits
+    return sums, counts
 
 
 @dataclass

@@ -23,6 +23,11 @@ QUICK_MAX_NEW_TOKENS = 16
 # A shared start shorter than this is read with each prompt (its saving would not pay for
 # the extra forward pass that reads it once).
 MIN_SHARED_PREFIX = 8
+# A generation batch holds every row's key/value cache up to its last new token, about 46 KB
+# a token for SmolLM2-135M in fp32: rows x (longest prompt + new tokens) within this many
+# tokens keeps it near 190 MB. 16 locality prompts (71 + 64 tokens) still go together;
+# 01's 8-shot prompts (586 tokens) go 6 at a time instead of 16 (issue 15).
+MAX_BATCH_TOKENS = 4096
 
 
 def new_token_budget(max_new_tokens: int) -> int:
@@ -101,6 +106,26 @@ def generate(model, tokenizer, prompts: list, system: str | None = None,
     return results if details else [r.text for r in results]
 
 
+def token_chunks(lengths: list[int], batch_size: int,
+                 max_tokens: int = MAX_BATCH_TOKENS) -> list[tuple[int, int]]:
+    """Consecutive batches `(start, end)` in the prompts' own order (so seeded sampling
+    draws as before wherever the budget does not cut): at most `batch_size` rows, and rows x
+    the batch's longest length within `max_tokens` (a row over the budget goes alone)."""
+    if batch_size < 1 or max_tokens < 1:
+        raise ValueError(f"batch_size and max_tokens must be >= 1, got {batch_size} and "
+                         f"{max_tokens}")
+    chunks, start, longest = [], 0, 0
+    for i, n in enumerate(lengths):
+        longest_with = max(longest, n)
+        if i > start and (i - start >= batch_size or (i - start + 1) * longest_with > max_tokens):
+            chunks.append((start, i))
+            start, longest_with = i, n
+        longest = longest_with
+    if lengths:
+        chunks.append((start, len(lengths)))
+    return chunks
+
+
 def shared_prefix_length(rows: list[list[int]], minimum: int = MIN_SHARED_PREFIX) -> int:
     """How many leading tokens all `rows` share, leaving every row at least one token of
     its own (generation must feed something past the cache); 0 if fewer than `minimum`."""
@@ -135,9 +160,11 @@ def _generate_batches(model, tokenizer, texts, max_new_tokens, temperature, batc
         if start:
             return _generate_after_prefix(model, tokenizer, ids, start, max_new_tokens,
                                           temperature, batch_size)
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) + max_new_tokens
+               for t in texts]
     results = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], return_tensors="pt",
+    for start, end in token_chunks(lengths, batch_size):
+        batch = tokenizer(texts[start:end], return_tensors="pt",
                           padding=True, add_special_tokens=False).to(model_device(model))
         check_fits(model, batch["input_ids"].shape[1], max_new_tokens)
         out = model.generate(**batch, max_new_tokens=max_new_tokens,
@@ -167,8 +194,8 @@ def _generate_after_prefix(model, tokenizer, ids, shared, max_new_tokens, temper
     device, pad = model_device(model), tokenizer.pad_token_id
     head = torch.tensor([ids[0][:shared]], device=device)
     results = []
-    for start in range(0, len(ids), batch_size):
-        rows = ids[start:start + batch_size]
+    for start, end in token_chunks([len(r) + max_new_tokens for r in ids], batch_size):
+        rows = ids[start:end]
         width = max(len(r) for r in rows) - shared
         check_fits(model, shared + width, max_new_tokens)
         input_ids = torch.tensor([r[:shared] + [pad] * (shared + width - len(r)) + r[shared:]

@@ -259,6 +259,17 @@ def count_parameters(model, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def skeleton(model):
+    """A weightless copy of `model`'s architecture, on PyTorch's meta device: the same
+    modules, shapes and config, and no memory for weights. For what needs only shapes
+    (parameter counts, 06's panel), so that holding it never keeps a real model alive."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(model.config)
+
+
 def is_peft(model) -> bool:
     """A peft wrapper (LoRA, prefix, ...) around a base model, told without importing peft."""
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")

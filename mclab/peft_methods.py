@@ -178,11 +178,18 @@ def adapter_costs(model, rank: int, alpha: float, virtual_tokens: int,
 
 def peft_panel(model, sweep=None):
     """Sliders for rank, alpha and virtual tokens: the parameters and sizes they imply,
-    next to the measured sweep (a DataFrame with method, setting, trainable, val_loss)."""
+    next to the measured sweep (a DataFrame with method, setting, trainable, val_loss).
+
+    The panel keeps only `model`'s shapes (`models.skeleton`), not its weights: a notebook
+    can free the model after building the panel (06 does, before it trains adapter layers)."""
     import ipywidgets as w
     from IPython.display import display
 
+    from .models import skeleton
     from .widgets import panel
+
+    shapes = skeleton(model)
+    del model  # the callbacks below must not keep the real weights alive
 
     controls = {
         "rank": w.IntSlider(value=8, min=0, max=64, description="rank r"),
@@ -200,7 +207,7 @@ def peft_panel(model, sweep=None):
             display(sweep)
 
     return panel(controls, lambda rank, alpha, tokens, targets: adapter_costs(
-                     model, rank, alpha, tokens, LORA_TARGETS[targets]),
+                     shapes, rank, alpha, tokens, LORA_TARGETS[targets]),
                  render, layout=[["rank", "alpha"], ["tokens", "targets"]])
 
 

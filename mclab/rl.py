@@ -14,6 +14,7 @@ import numpy as np
 
 from .evaluation import answer_logprobs, lexicon_hits
 from .generation import new_token_budget, to_messages
+from .measure import release_memory  # noqa: F401  (notebooks import it from here)
 from .training import TrainConfig, TrainingInputError, TrainResult, fit
 
 
@@ -280,22 +281,6 @@ def preference_margins(peft_model, tokenizer, dataset) -> np.ndarray:
         ref = answer_logprobs(peft_model, tokenizer, prompts, replies)[0].reshape(-1, 2)
     ratio = policy - ref
     return ratio[:, 0] - ratio[:, 1]
-
-
-def release_memory() -> None:
-    """Give freed memory back to the system between training runs (glibc `malloc_trim`).
-
-    Without it the process keeps the high-water mark of every earlier run as resident
-    memory, and the runs' peaks add up instead of each standing alone.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, Windows): nothing to do
-        pass
 
 
 # ---------------------------------------------------------------- the knobs, without training

@@ -23,6 +23,7 @@ from .config import get_settings
 from .curves import LiveCurves
 from .device import choose_device, num_processes
 from .files import atomic_path
+from .measure import release_memory
 from .models import is_peft
 from .runs import DiskSpaceError, check_free_space, model_bytes
 
@@ -348,6 +349,7 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
     caller checks its rows first, so bad input fails before any of this starts.
     """
     cfg.validate()
+    release_memory()  # models and trainers dropped since the last run: their memory back first
     if cfg.patience and eval_dataset is None:
         raise TrainingInputError(f"patience={cfg.patience} stops on the validation loss: pass "
                                  "eval_dataset (held-out training rows, never the eval)")
@@ -369,6 +371,8 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
                           callbacks=callbacks, **trainer_kwargs)
     trainer.model.train()
     result = run_trainer(trainer, cfg, run_dir, curves)
+    del trainer  # nothing else holds its optimizer state: the trim below returns it
+    release_memory()
     result.model.eval()
     if cfg.save or (cfg.save is None and is_peft(result.model)):
         save_model(result.model, None, run_dir)  # atomic, after a disk check

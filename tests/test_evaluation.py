@@ -1,9 +1,11 @@
 """Knowledge score, perplexity and locality on tiny known cases."""
 
+import numpy as np
 import pytest
 
-from mclab.evaluation import (MEANING_FLOOR, knowledge_score, lexicon_hits, locality_score,
-                              meaning_floor, option_logprobs, perplexity, plain_reading)
+from mclab.evaluation import (MEANING_FLOOR, knowledge_prompt, knowledge_score, lexicon_hits,
+                              locality_score, meaning_floor, option_logprobs, perplexity,
+                              plain_reading)
 from mclab.generation import ContextWindowError, format_chat, generate
 
 ITEMS = [
@@ -45,6 +47,52 @@ def test_shared_prefix_matches_scoring_each_sequence_whole(model_and_tokenizer):
             logp = torch.log_softmax(model(torch.tensor([p + o])).logits[0], -1)
         naive = sum(logp[len(p) - 1 + i, t].item() for i, t in enumerate(o))
         assert got == pytest.approx(naive, abs=1e-3)
+
+
+def test_budget_batches_bound_items_times_copies_times_longest():
+    from mclab.evaluation import budget_batches
+
+    assert budget_batches([50] * 20, 8, 8192, copies=4) == [
+        list(range(8)), list(range(8, 16)), list(range(16, 20))]
+    assert budget_batches([1300] * 3, 8, 8192, copies=4) == [[0], [1], [2]]  # 2 x 5,200 > 8,192
+    assert budget_batches([9000, 10], 8, 8192, copies=4) == [[1], [0]]  # over budget: alone
+    # shortest first, so a long prompt does not pad a batch of short ones
+    assert budget_batches([600, 40, 700, 30], 8, 5000, copies=4) == [[3, 1], [0], [2]]
+    assert budget_batches([100] * 12, 8, 1024) == [list(range(8)), list(range(8, 12))]
+    assert budget_batches([300] * 4, 8, 1024) == [[0, 1, 2], [3]]
+    with pytest.raises(ValueError, match="max_tokens"):
+        budget_batches([10], 8, 0)
+
+
+def test_long_prompts_are_scored_in_smaller_batches_with_the_same_scores(model_and_tokenizer,
+                                                                        monkeypatch):
+    """Issue 15: 01's peak was four 1,300-token prompts x 4 options of repeated cache. A
+    token budget cuts such batches; the scores stay those of each item scored alone."""
+    import mclab.evaluation as ev
+
+    model, tok = model_and_tokenizer
+    long_ctx = " ".join(["The Vexmoor depot opens at nine and closes at five."] * 12)
+    prompts = [format_chat(tok, knowledge_prompt(q, ctx)) + "Answer:"
+               for q, ctx in [("Colour?", None), ("When does the depot open?", long_ctx),
+                              ("Size?", None), ("When does it close?", long_ctx)]]
+    options = [[" red", " blue", " green"]] * 4
+    seen = []
+    real = ev._score_batch
+
+    def spy(model, tokenizer, prompt_ids, opts, normalize):
+        seen.append(len(prompt_ids) * len(opts[0]) * max(map(len, prompt_ids)))
+        return real(model, tokenizer, prompt_ids, opts, normalize)
+
+    monkeypatch.setattr(ev, "_score_batch", spy)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    budget = 3 * max(lengths) + 10  # one long prompt's 3 options fit, two do not
+    batched = option_logprobs(model, tok, prompts, options, max_tokens=budget)
+    assert len(seen) == 3 and max(seen) <= budget  # short pair, then each long one alone
+    seen.clear()
+    alone = option_logprobs(model, tok, prompts, options, batch_size=1)
+    assert len(seen) == 4
+    for got, want in zip(batched, alone):
+        np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_perplexity_prefers_fluent_text(model_and_tokenizer):
@@ -176,6 +224,10 @@ def test_answer_logprobs_match_the_models_own_loss(model_and_tokenizer):
             loss = model(input_ids=ids, labels=labels).loss.item()
         assert n == len(tail)
         assert total == pytest.approx(-loss * n, rel=1e-4)
+    # a token budget (issue 15: 06's completion loss peaked 540 MB over its model) splits the
+    # batch, longest last, and gives each answer back in its place with the same score
+    alone, _ = answer_logprobs(model, tok, prompts[::-1], answers[::-1], max_tokens=1)
+    np.testing.assert_allclose(alone[::-1], sums, rtol=1e-4)
     with pytest.raises(ValueError, match="as many answers"):
         answer_logprobs(model, tok, prompts, answers[:1])
 

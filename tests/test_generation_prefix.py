@@ -3,8 +3,10 @@ every prompt whole, with fewer tokens through the model."""
 
 import torch
 
+import pytest
+
 from mclab.generation import (_generate_batches, can_share_prefix, format_chat, generate,
-                              shared_prefix_length)
+                              shared_prefix_length, token_chunks)
 
 PROMPTS = ["Rewrite this sentence in casual English: I am very tired today.",
            "Rewrite this sentence in casual English: The shop closes at five.",
@@ -98,3 +100,32 @@ def test_prompt_learning_reads_prompts_whole(load_tiny):
     prefixed = get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM",
                                                         num_virtual_tokens=4))
     assert not can_share_prefix(prefixed)
+
+
+def test_token_chunks_keep_order_and_bound_rows_times_longest():
+    assert token_chunks([135] * 20, 16, 4096) == [(0, 16), (16, 20)]  # 16 x 135 fits
+    assert token_chunks([650] * 10, 16, 4096) == [(0, 6), (6, 10)]  # 01's 8-shot prompts
+    assert token_chunks([10, 5000, 10, 10], 16, 4096) == [(0, 1), (1, 2), (2, 4)]
+    assert token_chunks([], 4) == []
+    with pytest.raises(ValueError, match="max_tokens"):
+        token_chunks([1], 4, 0)
+
+
+def test_a_token_budget_splits_batches_without_changing_answers(load_tiny, monkeypatch):
+    """Issue 15: long prompts go a few at a time (`MAX_BATCH_TOKENS`); greedy answers stay
+    those of the prompts batched by count alone (seeded samples too, where it does not cut:
+    `test_seeded_sampling_is_unchanged`)."""
+    import mclab.generation as generation
+
+    model, tok = load_tiny()
+    model.eval()
+    whole = generate(model, tok, PROMPTS, max_new_tokens=10, batch_size=4, details=True)
+    calls = []
+    real = generation.token_chunks
+    monkeypatch.setattr(generation, "token_chunks",
+                        lambda lengths, size: calls.append(real(lengths, size, max(lengths)))
+                        or calls[-1])
+    cut = generate(model, tok, PROMPTS, max_new_tokens=10, batch_size=4, details=True)
+    assert calls[-1] == [(i, i + 1) for i in range(len(PROMPTS))]  # one prompt a batch
+    assert [g.text for g in cut] == [g.text for g in whole]
+    assert [g.prompt_tokens for g in cut] == [g.prompt_tokens for g in whole]

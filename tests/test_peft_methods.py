@@ -73,6 +73,33 @@ def test_parameter_counts_match_peft(model_and_tokenizer):
         pm.adapter_costs(model, 0, 16, 10)
 
 
+def test_panel_keeps_the_shapes_not_the_weights(model_and_tokenizer):
+    """06 frees its merged model after building the panel (issue 15: its peak): the panel
+    must count from a weightless skeleton and keep no reference to the model it was given."""
+    import gc
+    import weakref
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mclab.models import skeleton
+
+    model, _ = model_and_tokenizer
+    shapes = skeleton(model)
+    assert all(p.is_meta for p in shapes.parameters())
+    for targets in [("q_proj", "v_proj"), pm.LORA_TARGETS["MLP (gate, up, down)"]]:
+        assert pm.adapter_costs(shapes, 8, 16, 10, targets) == pm.adapter_costs(
+            model, 8, 16, 10, targets)
+    small = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, vocab_size=128))
+    alive = weakref.ref(small)
+    panel = pm.peft_panel(small)
+    del small
+    gc.collect()
+    assert alive() is None, "the panel keeps the real model (and its weights) alive"
+    assert panel is not None
+
+
 def test_prefix_generation_uses_the_prefix(model_and_tokenizer):
     from peft import get_peft_model
 

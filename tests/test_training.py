@@ -22,6 +22,27 @@ def test_training_lowers_the_loss(runs_dir, load_tiny):
     assert (result.run_dir / "train_config.json").is_file()
 
 
+def test_every_run_gives_freed_memory_back_before_and_after(runs_dir, load_tiny, monkeypatch):
+    """Issue 15: glibc keeps freed memory (an earlier run's gradients, a dropped model) as
+    resident until `malloc_trim`, so peaks of successive runs in one notebook add up. `fit`
+    releases it before a run starts and again once the trainer is gone."""
+    from transformers import TrainerCallback
+
+    import mclab.training as training
+
+    calls = []
+    monkeypatch.setattr(training, "release_memory", lambda: calls.append("release"))
+
+    class Mark(TrainerCallback):
+        def on_train_begin(self, *args, **kwargs):
+            calls.append("train")
+
+    model, tok = load_tiny()
+    result = train_sft(model, tok, _tiny(), TrainConfig(max_steps=2, batch_size=4,
+                                                        run_name="trim"), callbacks=[Mark()])
+    assert result.steps == 2 and calls == ["release", "train", "release"]
+
+
 @pytest.mark.parametrize("cfg, message", [
     (TrainConfig(learning_rate=0), "learning_rate must be positive"),
     (TrainConfig(learning_rate=-1e-4), "learning_rate must be positive"),
