@@ -44,7 +44,8 @@ def knowledge_prompt(question: str, context: str | None = None) -> str:
 #   closed-book questions still go 8 at a time and 1,300-token stuffed prompts one at a time
 #   (01's peak was 4 such prompts x 4 options);
 # - answer scoring holds a logit per vocabulary word (49,152 x 4 bytes) for every token:
-#   rows x longest sequence within 1,024 tokens is about 200 MB.
+#   rows x longest sequence within 1,024 tokens is about 200 MB (prefix and prompt tuning's
+#   virtual tokens come on top: their logits are dropped, but computed).
 MAX_CACHE_TOKENS = 8192
 MAX_LOGIT_TOKENS = 1024
 
@@ -129,15 +130,15 @@ def _score_batch(model, tokenizer, prompt_ids, options, normalize):
                                                                                device=device)
     logits = model(input_ids=o_ids, attention_mask=mask, position_ids=o_pos,
                    **{cache_argument(model): cache}).logits
-    logp = torch.log_softmax(logits.float(), -1)
     results = []
     for i in range(n):
         scores = []
         for j, seq in enumerate(opt_ids[i]):
             row = i * k + j
             total = first[i, seq[0]].item()
-            if len(seq) > 1:
-                total += logp[row, torch.arange(len(seq) - 1, device=device),
+            if len(seq) > 1:  # the log-softmax of this option's own positions only
+                logp = torch.log_softmax(logits[row, :len(seq) - 1].float(), -1)
+                total += logp[torch.arange(len(seq) - 1, device=device),
                               torch.tensor(seq[1:], device=device)].sum().item()
             scores.append(total / len(seq) if normalize == "mean" else total)
         results.append(np.array(scores))
