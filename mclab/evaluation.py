@@ -20,7 +20,7 @@ import torch
 
 from .compat import cache_argument, repeat_cache
 from .device import model_device
-from .generation import check_fits, format_chat
+from .generation import check_fits, format_chat, token_chunks
 
 KNOWLEDGE_SYSTEM = "You are a helpful assistant. Answer the question briefly."
 # The assistant turn starts with this cue and each option follows it after a space. A chat
@@ -55,18 +55,10 @@ def budget_batches(lengths: list[int], batch_size: int, max_tokens: int,
     """Split items into batches, shortest first: at most `batch_size` items, and items x
     `copies` x the batch's longest length within `max_tokens` (an item over the budget on
     its own goes alone). Returns lists of indices into `lengths`."""
-    if batch_size < 1 or max_tokens < 1:
-        raise ValueError(f"batch_size and max_tokens must be >= 1, got {batch_size} and "
-                         f"{max_tokens}")
-    batches: list[list[int]] = []
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):  # stable: ties keep order
-        current = batches[-1] if batches else None
-        if (current is not None and len(current) < batch_size
-                and (len(current) + 1) * copies * lengths[i] <= max_tokens):
-            current.append(i)
-        else:
-            batches.append([i])
-    return batches
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)  # stable: ties keep order
+    # in sorted order each new item is its batch's longest: generation's consecutive chunks
+    return [order[start:end] for start, end in
+            token_chunks([copies * lengths[i] for i in order], batch_size, max_tokens)]
 
 
 @torch.no_grad()

@@ -154,16 +154,14 @@ def _sampling(temperature: float) -> dict:
 def _generate_batches(model, tokenizer, texts, max_new_tokens, temperature, batch_size,
                       shared_prefix: bool = False):
     """`generate`'s batches, in order, as `Generation` records."""
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     if shared_prefix:
-        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         start = shared_prefix_length(ids)
         if start:
             return _generate_after_prefix(model, tokenizer, ids, start, max_new_tokens,
                                           temperature, batch_size)
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) + max_new_tokens
-               for t in texts]
     results = []
-    for start, end in token_chunks(lengths, batch_size):
+    for start, end in token_chunks([len(r) + max_new_tokens for r in ids], batch_size):
         batch = tokenizer(texts[start:end], return_tensors="pt",
                           padding=True, add_special_tokens=False).to(model_device(model))
         check_fits(model, batch["input_ids"].shape[1], max_new_tokens)
