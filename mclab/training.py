@@ -292,7 +292,9 @@ def _lean_sft_trainer_class():
     plain loop does (same loss: tests/test_finetuning.py). It is opt-in
     (`TrainConfig.lean_loss`) because it holds the full logits (3 x tokens x vocabulary x 4
     bytes, about 600 MB at batch 8 x 128) that the fused head avoids, and memory is the tighter
-    budget here. Speed on a quiet 2-core machine (tools/bench_training.py, batch 8 x 128,
+    budget here; at 2 rows a pass (150 MB) it weighs less than the fused head's work, so the
+    LoRA and adapter-layer recipes use it on a CPU (`recipes.ADAPTER_FRUGAL`). Speed on a quiet
+    2-core machine (tools/bench_training.py, batch 8 x 128,
     reports/bench_training.json): full fine-tuning 1.19x a plain PyTorch loop with this loss,
     0.87x with trl's; LoRA 1.00x and 0.87x.
     """
@@ -371,6 +373,8 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
                           callbacks=callbacks, **trainer_kwargs)
     trainer.model.train()
     result = run_trainer(trainer, cfg, run_dir, curves)
+    if cfg.gradient_checkpointing:  # the model goes back as it came, recomputation off: a
+        result.model.gradient_checkpointing_disable()  # later run (05's DPO) sets its own
     del trainer  # nothing else holds its optimizer state: the trim below returns it
     release_memory()
     result.model.eval()

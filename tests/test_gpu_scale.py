@@ -36,39 +36,42 @@ TRAINED = sorted(n for n, r in recipes.BY_NAME.items() if hasattr(r, "training")
 # FULL_SFT_PARAPHRASES is new. 2026-12-06: LOCAL_SFT, PREFIX and BOTTLENECK stop early on
 # their validation rewrites under a cap of 150 steps; LOCAL_SFT's rate 1e-3 was chosen so.
 # Later that day STYLE_SFT too, at batch 4 (its rate 3e-4 re-chosen so), and 06's STYLE_LORA
-# and STYLE_FULL became LOCAL_SFT's and STYLE_SFT's recipes, trained one epoch by 06.)
+# and STYLE_FULL became LOCAL_SFT's and STYLE_SFT's recipes, trained one epoch by 06.
+# 2026-12-07: the LoRA and adapter-layer recipes recompute activations and take the model's own
+# loss on a CPU (`recipes.ADAPTER_FRUGAL`), ACCESS_LEAK 2 rows a pass: the same updates up to
+# rounding, in about half the activation memory.)
 FIELDS = ("learning_rate", "max_steps", "epochs", "batch_size", "micro_batch", "max_length",
-          "optimizer", "gradient_checkpointing", "eval_steps",
+          "optimizer", "gradient_checkpointing", "eval_steps", "lean_loss",
           "per_device_train_batch_size", "gradient_accumulation_steps")
 CPU_ARGS = {
-    "ACCESS_LEAK/quick": (0.002, 2, 1.0, 8, None, 128, 'adamw_torch', False, 0, 8, 1),
-    "BOTTLENECK/quick": (0.002, 2, 1, 4, 2, 128, 'adamw_torch', False, 1, 2, 2),
-    "CPT/quick": (0.0002, 1, 1.0, 2, 2, 128, 'adafactor', True, 0, 2, 1),
-    "DPO/quick": (0.0002, 1, 1.0, 4, 1, 128, 'adamw_torch', False, 0, 1, 4),
-    "FULL_SFT/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, 2, 2),
-    "FULL_SFT_PARAPHRASES/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 0, 2, 2),
-    "GRPO/quick": (0.0002, 1, 1.0, 8, 2, 128, 'adamw_torch', False, 0, 2, 4),
-    "LOCAL_SFT/quick": (0.001, 2, 1, 4, 2, 128, 'adamw_torch', False, 1, 2, 2),
-    "MEDICAL_SFT/quick": (5e-05, 2, 1.0, 8, 2, 128, 'adafactor', True, 1, 2, 4),
-    "LORA_SFT/quick": (0.006, 2, 1.0, 4, 2, 128, 'adafactor', False, 1, 2, 2),
-    "PREFIX/quick": (0.03, 2, 1, 4, 2, 128, 'adamw_torch', False, 1, 2, 2),
-    "STYLE_FULL/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, 2, 2),
-    "STYLE_LORA/quick": (0.001, 2, 1.0, 4, 2, 128, 'adamw_torch', False, 1, 2, 2),
-    "STYLE_SFT/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, 2, 2),
-    "ACCESS_LEAK/full": (0.002, 24, 1.0, 8, None, 128, 'adamw_torch', False, 0, 8, 1),
-    "BOTTLENECK/full": (0.002, 150, 1, 4, 2, 128, 'adamw_torch', False, 10, 2, 2),
-    "CPT/full": (0.0002, 8, 1.0, 8, 2, 128, 'adafactor', True, 0, 2, 4),
-    "DPO/full": (0.0002, 12, 1.0, 4, 1, 128, 'adamw_torch', False, 0, 1, 4),
-    "FULL_SFT/full": (4e-04, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, 2, 4),
-    "FULL_SFT_PARAPHRASES/full": (4e-04, 32, 1.0, 8, 2, 128, 'adafactor', True, 0, 2, 4),
-    "GRPO/full": (0.0002, 10, 1.0, 8, 2, 128, 'adamw_torch', False, 0, 2, 4),
-    "LOCAL_SFT/full": (0.001, 150, 1, 4, 2, 128, 'adamw_torch', False, 10, 2, 2),
-    "MEDICAL_SFT/full": (5e-05, 16, 1.0, 8, 2, 128, 'adafactor', True, 4, 2, 4),
-    "LORA_SFT/full": (0.006, 44, 1.0, 8, 2, 128, 'adafactor', False, 4, 2, 4),
-    "PREFIX/full": (0.03, 150, 1, 4, 2, 128, 'adamw_torch', False, 10, 2, 2),
-    "STYLE_FULL/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, 2, 2),
-    "STYLE_LORA/full": (0.001, 150, 1.0, 4, 2, 128, 'adamw_torch', False, 10, 2, 2),
-    "STYLE_SFT/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, 2, 2),
+    "ACCESS_LEAK/quick": (0.002, 2, 1.0, 8, 2, 128, 'adamw_torch', True, 0, True, 2, 4),
+    "BOTTLENECK/quick": (0.002, 2, 1, 4, 2, 128, 'adamw_torch', True, 1, True, 2, 2),
+    "CPT/quick": (0.0002, 1, 1.0, 2, 2, 128, 'adafactor', True, 0, False, 2, 1),
+    "DPO/quick": (0.0002, 1, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1, 4),
+    "FULL_SFT/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, False, 2, 2),
+    "FULL_SFT_PARAPHRASES/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 0, False, 2, 2),
+    "GRPO/quick": (0.0002, 1, 1.0, 8, 2, 128, 'adamw_torch', False, 0, False, 2, 4),
+    "LOCAL_SFT/quick": (0.001, 2, 1, 4, 2, 128, 'adamw_torch', True, 1, True, 2, 2),
+    "MEDICAL_SFT/quick": (5e-05, 2, 1.0, 8, 2, 128, 'adafactor', True, 1, False, 2, 4),
+    "LORA_SFT/quick": (0.006, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, True, 2, 2),
+    "PREFIX/quick": (0.03, 2, 1, 4, 2, 128, 'adamw_torch', False, 1, False, 2, 2),
+    "STYLE_FULL/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, False, 2, 2),
+    "STYLE_LORA/quick": (0.001, 2, 1.0, 4, 2, 128, 'adamw_torch', True, 1, True, 2, 2),
+    "STYLE_SFT/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, False, 2, 2),
+    "ACCESS_LEAK/full": (0.002, 24, 1.0, 8, 2, 128, 'adamw_torch', True, 0, True, 2, 4),
+    "BOTTLENECK/full": (0.002, 150, 1, 4, 2, 128, 'adamw_torch', True, 10, True, 2, 2),
+    "CPT/full": (0.0002, 8, 1.0, 8, 2, 128, 'adafactor', True, 0, False, 2, 4),
+    "DPO/full": (0.0002, 12, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1, 4),
+    "FULL_SFT/full": (4e-04, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, False, 2, 4),
+    "FULL_SFT_PARAPHRASES/full": (4e-04, 32, 1.0, 8, 2, 128, 'adafactor', True, 0, False, 2, 4),
+    "GRPO/full": (0.0002, 10, 1.0, 8, 2, 128, 'adamw_torch', False, 0, False, 2, 4),
+    "LOCAL_SFT/full": (0.001, 150, 1, 4, 2, 128, 'adamw_torch', True, 10, True, 2, 2),
+    "MEDICAL_SFT/full": (5e-05, 16, 1.0, 8, 2, 128, 'adafactor', True, 4, False, 2, 4),
+    "LORA_SFT/full": (0.006, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, True, 2, 4),
+    "PREFIX/full": (0.03, 150, 1, 4, 2, 128, 'adamw_torch', False, 10, False, 2, 2),
+    "STYLE_FULL/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, False, 2, 2),
+    "STYLE_LORA/full": (0.001, 150, 1.0, 4, 2, 128, 'adamw_torch', True, 10, True, 2, 2),
+    "STYLE_SFT/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, False, 2, 2),
 }
 
 
@@ -92,7 +95,7 @@ def _settings(name: str) -> dict:
     from mclab.training import micro_batch_args
 
     cfg = recipes.BY_NAME[name].training.config(name)
-    values = {f: getattr(cfg, f) for f in FIELDS[:9]}
+    values = {f: getattr(cfg, f) for f in FIELDS[:10]}
     return {**values, **micro_batch_args(cfg.batch_size, cfg.micro_batch, num_processes())}
 
 

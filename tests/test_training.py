@@ -89,6 +89,37 @@ def test_micro_batches_give_the_same_update(runs_dir, load_tiny, lean_loss):
     assert (full - accumulated).abs().max() < 1e-3 * full.abs().max()
 
 
+@pytest.mark.parametrize("adapter", ["lora", "bottleneck"])
+def test_adapter_frugal_settings_give_the_same_update(runs_dir, load_tiny, adapter):
+    """Issue 15: on a CPU the LoRA and adapter-layer recipes pass 2 rows at a time, recompute
+    activations in the backward pass and take the model's own loss (`recipes.ADAPTER_FRUGAL`).
+    That must change memory only: the trained modules move as with the plain settings (and
+    move at all: checkpointing that cut the adapters off the graph would leave them still)."""
+    import torch
+    from peft import get_peft_model
+
+    from mclab.adapters import add_adapters
+    from mclab.peft_methods import lora_config
+
+    deltas = []
+    for frugal in (False, True):
+        model, tok = load_tiny()
+        torch.manual_seed(0)  # the same initial adapters in both runs
+        model = get_peft_model(model, lora_config(2)) if adapter == "lora" \
+            else add_adapters(model, 4)
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        cfg = TrainConfig(max_steps=1, batch_size=4, learning_rate=1e-2, optimizer="sgd",
+                          micro_batch=2 if frugal else None, gradient_checkpointing=frugal,
+                          lean_loss=frugal, run_name=f"frugal-{frugal}")
+        result = train_sft(model, tok, _tiny(), cfg)
+        assert not result.model.is_gradient_checkpointing  # off again for what comes next
+        after = dict(result.model.named_parameters())
+        deltas.append(torch.cat([(after[n].detach() - p).flatten() for n, p in before.items()]))
+    plain, frugal = deltas
+    assert plain.abs().max() > 0
+    assert (plain - frugal).abs().max() < 1e-3 * plain.abs().max()
+
+
 def test_micro_batch_must_divide_the_batch(runs_dir):
     with pytest.raises(TrainingInputError, match="micro_batch must divide"):
         train_sft(None, None, _tiny(), TrainConfig(batch_size=8, micro_batch=3))
