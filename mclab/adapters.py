@@ -18,6 +18,7 @@ import json
 import os
 import statistics
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,27 @@ def remove_adapters(model):
     return model
 
 
+@contextmanager
+def detached(model):
+    """The adapted model computing as its base, for the duration: the adapters' hooks off,
+    their modules and trained weights kept in place, the hooks back on exit.
+
+    A merged LoRA model is the base architecture with other numbers in its weights, and a
+    dense model's speed does not depend on those numbers: so the detached model stands in
+    for it when timing (06), without a second copy of the weights in memory.
+    """
+    attached = getattr(model, "mclab_bottleneck", None)
+    if attached is None:
+        raise TrainingInputError("this model has no bottleneck adapters to detach")
+    for handle in attached.handles:
+        handle.remove()
+    try:
+        yield model
+    finally:
+        attached.handles[:] = [getattr(layer, PLACES[place]).register_forward_hook(_after_block)
+                               for layer in _layers(model) for place in attached.where]
+
+
 def adapter_parameter_count(model, size: int, where=("attention", "mlp")) -> int:
     """Parameters the adapters add: per layer and place, down (d x m + m) and up (m x d + d)."""
     where = _check(size, where)
@@ -191,9 +213,11 @@ def time_generation(models: dict, tokenizer, prompt: str, new_tokens: int = 32,
                     repeats: int = 5, warmup: int = 1) -> dict:
     """Seconds per greedy answer of exactly `new_tokens` tokens, for each named model.
 
-    The same prompt and length for all (an answer's length would otherwise decide its
-    time), warm-up runs first, then the repeats interleaved across models so a change in
-    the machine's load hits them all alike. Returns name -> {median, min, max} seconds.
+    A value of `models` is a model, or a function that returns a context giving one (e.g.
+    `lambda: detached(model)`), entered around each of that entry's runs. The same prompt
+    and length for all (an answer's length would otherwise decide its time), warm-up runs
+    first, then the repeats interleaved across models so a change in the machine's load hits
+    them all alike. Returns name -> {median, min, max} seconds.
     """
     from .generation import to_messages
 
@@ -203,12 +227,14 @@ def time_generation(models: dict, tokenizer, prompt: str, new_tokens: int = 32,
                                         return_tensors="pt", return_dict=True)
     times = {name: [] for name in models}
 
-    def run(model):
-        batch = {k: v.to(next(model.parameters()).device) for k, v in ids.items()}
-        start = time.perf_counter()
-        model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                       do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        return time.perf_counter() - start
+    def run(entry):
+        with (entry() if callable(entry) and not isinstance(entry, torch.nn.Module)
+              else nullcontext(entry)) as model:
+            batch = {k: v.to(next(model.parameters()).device) for k, v in ids.items()}
+            start = time.perf_counter()
+            model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                           do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            return time.perf_counter() - start
 
     for model in models.values():
         for _ in range(warmup):

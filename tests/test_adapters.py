@@ -116,6 +116,9 @@ def test_twice_or_nothing_to_remove_is_refused(tmp_path):
     model = _tiny()
     with pytest.raises(TrainingInputError, match="no bottleneck adapters"):
         ad.remove_adapters(model)
+    with pytest.raises(TrainingInputError, match="no bottleneck adapters to detach"):
+        with ad.detached(model):
+            pass
     with pytest.raises(TrainingInputError, match="holds no adapters"):
         ad.load_adapters(model, tmp_path)
     ad.add_adapters(model, 4)
@@ -136,9 +139,17 @@ def test_trains_through_the_shared_path_and_generates(load_tiny, runs_dir):
     assert row["trainable"] == ad.adapter_parameter_count(model, 4)
     assert (result.run_dir / "model" / ad.WEIGHTS).is_file()
     assert row["val_loss"] > 0 and row["adapter_kb"] > 0
-    times = ad.time_generation({"adapted": result.model}, tok, "Say hi", new_tokens=3,
-                               repeats=2)
-    assert 0 < times["adapted"]["min"] <= times["adapted"]["median"] <= times["adapted"]["max"]
+    trained = result.model(input_ids=IDS).logits.detach()
+    assert not torch.allclose(trained, base)
+    with ad.detached(result.model) as bare:  # 06's stand-in for a merged model: the base's work
+        assert torch.allclose(bare(input_ids=IDS).logits, base)
+    assert torch.equal(result.model(input_ids=IDS).logits, trained)  # the adapters back on
+    times = ad.time_generation({"adapted": result.model,
+                                "detached": lambda: ad.detached(result.model)}, tok, "Say hi",
+                               new_tokens=3, repeats=2)
+    for t in times.values():
+        assert 0 < t["min"] <= t["median"] <= t["max"]
+    assert torch.equal(result.model(input_ids=IDS).logits, trained)
     ad.remove_adapters(result.model)
     assert torch.allclose(result.model(input_ids=IDS).logits, base)
 
