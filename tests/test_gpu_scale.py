@@ -39,7 +39,7 @@ TRAINED = sorted(n for n, r in recipes.BY_NAME.items() if hasattr(r, "training")
 # and STYLE_FULL became LOCAL_SFT's and STYLE_SFT's recipes, trained one epoch by 06.
 # 2026-12-07: the LoRA and adapter-layer recipes recompute activations and take the model's own
 # loss on a CPU (`recipes.ADAPTER_FRUGAL`), ACCESS_LEAK 2 rows a pass: the same updates up to
-# rounding, in about half the activation memory.)
+# rounding, in about half the activation memory; GRPO recomputes activations, the same run.)
 FIELDS = ("learning_rate", "max_steps", "epochs", "batch_size", "micro_batch", "max_length",
           "optimizer", "gradient_checkpointing", "eval_steps", "lean_loss",
           "per_device_train_batch_size", "gradient_accumulation_steps")
@@ -50,7 +50,7 @@ CPU_ARGS = {
     "DPO/quick": (0.0002, 1, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1, 4),
     "FULL_SFT/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, False, 2, 2),
     "FULL_SFT_PARAPHRASES/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 0, False, 2, 2),
-    "GRPO/quick": (0.0002, 1, 1.0, 8, 2, 128, 'adamw_torch', False, 0, False, 2, 4),
+    "GRPO/quick": (0.0002, 1, 1.0, 8, 2, 128, 'adamw_torch', True, 0, False, 2, 4),
     "LOCAL_SFT/quick": (0.001, 2, 1, 4, 2, 128, 'adamw_torch', True, 1, True, 2, 2),
     "MEDICAL_SFT/quick": (5e-05, 2, 1.0, 8, 2, 128, 'adafactor', True, 1, False, 2, 4),
     "LORA_SFT/quick": (0.006, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, True, 2, 2),
@@ -64,7 +64,7 @@ CPU_ARGS = {
     "DPO/full": (0.0002, 12, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1, 4),
     "FULL_SFT/full": (4e-04, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, False, 2, 4),
     "FULL_SFT_PARAPHRASES/full": (4e-04, 32, 1.0, 8, 2, 128, 'adafactor', True, 0, False, 2, 4),
-    "GRPO/full": (0.0002, 10, 1.0, 8, 2, 128, 'adamw_torch', False, 0, False, 2, 4),
+    "GRPO/full": (0.0002, 10, 1.0, 8, 2, 128, 'adamw_torch', True, 0, False, 2, 4),
     "LOCAL_SFT/full": (0.001, 150, 1, 4, 2, 128, 'adamw_torch', True, 10, True, 2, 2),
     "MEDICAL_SFT/full": (5e-05, 16, 1.0, 8, 2, 128, 'adafactor', True, 4, False, 2, 4),
     "LORA_SFT/full": (0.006, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, True, 2, 4),

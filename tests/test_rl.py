@@ -113,6 +113,32 @@ def test_grpo_runs_with_a_written_reward(model_and_tokenizer, runs_dir):
     assert (result.run_dir / "model" / "adapter_config.json").is_file()
 
 
+def test_grpo_recomputing_activations_changes_memory_not_the_run(load_tiny, runs_dir):
+    """Issue 15: GRPO on a CPU recomputes activations in the backward pass (recipes.GRPO).
+    The same samples, rewards and losses as without, and the model comes back with
+    recomputation off (trl turns it off around generation; `fit` after training)."""
+    prompts = rl.rewrite_prompts([{"neutral": "I will see you this afternoon.",
+                                   "local": "See ya this arvo."}] * 4,
+                                 lambda s: f"Rewrite casually: {s}")
+
+    def length(prompts, completions, **kwargs):
+        return [float(len(rl.completion_text(c))) for c in completions]
+
+    runs = []
+    for checkpointing in (False, True):
+        model, tok = load_tiny()
+        result = rl.train_grpo(model, tok, prompts, [length], TrainConfig(
+            learning_rate=1e-2, max_steps=2, batch_size=4, micro_batch=2, seed=3,
+            gradient_checkpointing=checkpointing, run_name=f"t-grpo-{checkpointing}"),
+            num_generations=2, max_completion_length=8, peft_config=lora_config(2, 4))
+        assert not result.model.is_gradient_checkpointing
+        runs.append([(row["grad_norm"], row["reward"]) for row in result.history
+                     if "grad_norm" in row])
+    plain, recomputed = runs  # (GRPO's loss itself is 0 here: a fresh policy's ratio is 1)
+    assert len(plain) == 2 and all(norm > 0 for norm, _ in plain)
+    assert np.allclose(recomputed, plain, rtol=1e-5, atol=1e-6)
+
+
 def test_feedback_knobs(embedder):
     samples = {"I will see you this afternoon.": ("See ya this arvo.",
                                                   ["See ya this arvo.", "See you later.",
