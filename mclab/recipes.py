@@ -90,9 +90,9 @@ FRUGAL = dict(micro_batch=OnDevice(cpu=2, gpu=None),
 # Adapter runs on a CPU pass 2 rows at a time (DPO: 1 pair, i.e. 2 sequences); a GPU
 # passes the whole batch.
 TWO_AT_A_TIME = OnDevice(cpu=2, gpu=None)
-# LoRA and adapter-layer SFT on a CPU also recompute activations in the backward pass, and take
-# the loss from the model's own cross-entropy (`lean_loss`: at 2 rows a pass its full logits
-# weigh less than trl's fused loss's work). The same updates up to rounding (the losses of
+# LoRA and adapter-layer SFT on a CPU also recompute activations in the backward pass, and on
+# every device take the loss from the model's own cross-entropy (`lean_loss`: at 2 rows a pass
+# its full logits weigh less than trl's fused loss's work; a GPU has room for a whole batch's). The same updates up to rounding (the losses of
 # 6 steps agreed to 1e-5), in less memory: measured alone (6 steps, medians of 3 interleaved
 # runs), local SFT (LoRA r=16) training added 819 MB over the loaded model before and 440 MB
 # after, for 21% more time; adapter layers 655 -> 311 MB for 5% more (docs/performance.md).

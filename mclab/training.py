@@ -293,7 +293,7 @@ def _lean_sft_trainer_class():
     (`TrainConfig.lean_loss`) because it holds the full logits (3 x tokens x vocabulary x 4
     bytes, about 600 MB at batch 8 x 128) that the fused head avoids, and memory is the tighter
     budget here; at 2 rows a pass (150 MB) it weighs less than the fused head's work, so the
-    LoRA and adapter-layer recipes use it on a CPU (`recipes.ADAPTER_FRUGAL`). Speed on a quiet
+    LoRA and adapter-layer recipes use it (`recipes.ADAPTER_FRUGAL`). Speed on a quiet
     2-core machine (tools/bench_training.py, batch 8 x 128,
     reports/bench_training.json): full fine-tuning 1.19x a plain PyTorch loop with this loss,
     0.87x with trl's; LoRA 1.00x and 0.87x.
