@@ -91,15 +91,18 @@ def add_adapters(model, size: int, where=("attention", "mlp")):
                                  "remove_adapters(model) first")
     model.requires_grad_(False)
     param = next(model.parameters())
-    handles = []
     for layer in _layers(model):
         for place in where:
-            block = getattr(layer, PLACES[place])
-            block.bottleneck = BottleneckAdapter(model.config.hidden_size, size).to(
-                device=param.device, dtype=param.dtype)
-            handles.append(block.register_forward_hook(_after_block))
-    model.mclab_bottleneck = _Attached(size, where, handles)
+            getattr(layer, PLACES[place]).bottleneck = BottleneckAdapter(
+                model.config.hidden_size, size).to(device=param.device, dtype=param.dtype)
+    model.mclab_bottleneck = _Attached(size, where, _hook_blocks(model, where))
     return model
+
+
+def _hook_blocks(model, where) -> list:
+    """Route each `where` block's output through its adapter; the hooks' handles."""
+    return [getattr(layer, PLACES[place]).register_forward_hook(_after_block)
+            for layer in _layers(model) for place in where]
 
 
 def remove_adapters(model):
@@ -133,8 +136,7 @@ def detached(model):
     try:
         yield model
     finally:
-        attached.handles[:] = [getattr(layer, PLACES[place]).register_forward_hook(_after_block)
-                               for layer in _layers(model) for place in attached.where]
+        attached.handles[:] = _hook_blocks(model, attached.where)
 
 
 def adapter_parameter_count(model, size: int, where=("attention", "mlp")) -> int:

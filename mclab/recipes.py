@@ -85,21 +85,22 @@ class Training:
 # CPT 4.1 -> 2.3 GB for 4% more time, full SFT 2.9 -> 2.1 GB). A GPU passes the whole batch
 # at once and keeps its activations (estimated for the 360M model at batch 8 x 128 tokens:
 # a few GB, within a T4's 16 GB; README, "Bigger models and GPUs").
-FRUGAL = dict(micro_batch=OnDevice(cpu=2, gpu=None),
-              gradient_checkpointing=OnDevice(cpu=True, gpu=False))
+RECOMPUTE_ON_CPU = OnDevice(cpu=True, gpu=False)  # activation (gradient) checkpointing
+FRUGAL = dict(micro_batch=OnDevice(cpu=2, gpu=None), gradient_checkpointing=RECOMPUTE_ON_CPU)
 # Adapter runs on a CPU pass 2 rows at a time (DPO: 1 pair, i.e. 2 sequences); a GPU
 # passes the whole batch.
 TWO_AT_A_TIME = OnDevice(cpu=2, gpu=None)
 # LoRA and adapter-layer SFT on a CPU also recompute activations in the backward pass, and on
 # every device take the loss from the model's own cross-entropy (`lean_loss`: at 2 rows a pass
-# its full logits weigh less than trl's fused loss's work; a GPU has room for a whole batch's). The same updates up to rounding (the losses of
-# 6 steps agreed to 1e-5), in less memory: measured alone (6 steps, medians of 3 interleaved
+# its full logits weigh less than trl's fused loss's work; a GPU has room for a whole
+# batch's). The same updates up to rounding (the losses of 6 steps agreed to 1e-5), in less
+# memory: measured alone (6 steps, medians of 3 interleaved
 # runs), local SFT (LoRA r=16) training added 819 MB over the loaded model before and 440 MB
 # after, for 21% more time; adapter layers 655 -> 311 MB for 5% more (docs/performance.md).
 # Full-weight runs keep trl's loss: there the lean loss saved nothing (FRUGAL already
 # recomputes; the gradients and the optimizer's work set that peak).
-ADAPTER_FRUGAL = dict(micro_batch=TWO_AT_A_TIME,
-                      gradient_checkpointing=OnDevice(cpu=True, gpu=False), lean_loss=True)
+ADAPTER_FRUGAL = dict(micro_batch=TWO_AT_A_TIME, gradient_checkpointing=RECOMPUTE_ON_CPU,
+                      lean_loss=True)
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ class Grpo:
     # instead of 45 (docs/performance.md)
     training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 10), batch_size=8,
                                   micro_batch=TWO_AT_A_TIME,
-                                  gradient_checkpointing=OnDevice(cpu=True, gpu=False))
+                                  gradient_checkpointing=RECOMPUTE_ON_CPU)
     num_generations: int = 4
     max_completion_length: int = 32
     lora: Lora = Lora(targets=("q_proj", "k_proj", "v_proj", "o_proj"))
