@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -27,14 +28,30 @@ def release_memory() -> None:
     memory, and the runs' peaks add up instead of each standing alone. Every training run
     calls it before and after (`training.fit`); notebooks call it after dropping a model.
     """
-    import ctypes
     import gc
 
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """glibc's `malloc_trim(0)`: the heap's free pages go back to the system, where a later
+    allocation faults them in again. Without it, blocks of a few MB freed at different
+    moments leave holes the heap keeps resident (`backward_step` calls it during the
+    backward pass). Nothing to do where the C library is not glibc (macOS, Windows)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    import ctypes
+
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, Windows): nothing to do
-        pass
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 class PeakMemory:

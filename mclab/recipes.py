@@ -62,6 +62,8 @@ class Training:
     optimizer: str = "adamw_torch"
     gradient_checkpointing: bool | OnDevice = False
     lean_loss: bool = False  # the model's own cross-entropy (`TrainConfig.lean_loss`)
+    max_grad_norm: float = 1.0  # 0: no clipping of the gradients' global norm
+    step_in_backward: bool | OnDevice = False  # `TrainConfig.step_in_backward`
     eval_steps: int | Sized = 0
     patience: int = 0  # > 0: early stopping on the validation loss (`TrainConfig.patience`)
 
@@ -80,13 +82,17 @@ class Training:
         return replace(self, max_steps=Sized(quick, 0), epochs=1, eval_steps=0, patience=0)
 
 
-# On a CPU, full-weight runs pass 2 sequences at a time, gradients accumulated to the batch,
-# and recompute activations in the backward pass: the same updates in less memory (measured:
-# CPT 4.1 -> 2.3 GB for 4% more time, full SFT 2.9 -> 2.1 GB). A GPU passes the whole batch
-# at once and keeps its activations (estimated for the 360M model at batch 8 x 128 tokens:
-# a few GB, within a T4's 16 GB; README, "Bigger models and GPUs").
+# Full-weight runs pass each step's whole batch at once, with no clipping of the gradients'
+# global norm (Adafactor clips each update by its own scale), on every device. On a CPU they
+# also recompute activations in the backward pass and update each weight there as soon as its
+# gradient is complete (`TrainConfig.step_in_backward`, mclab.backward_step), so no step holds
+# a gradient for every weight. Measured alone (6 steps of FULL_SFT, 8 x 128 tokens): the step
+# added 951 MB over the loaded model when it passed 2 rows at a time with accumulated
+# gradients and clipping, and 488 MB now, in no more time (docs/performance.md, 2026-12-07).
+# A GPU keeps its activations and a plain optimizer step: the same update up to rounding.
 RECOMPUTE_ON_CPU = OnDevice(cpu=True, gpu=False)  # activation (gradient) checkpointing
-FRUGAL = dict(micro_batch=OnDevice(cpu=2, gpu=None), gradient_checkpointing=RECOMPUTE_ON_CPU)
+FRUGAL = dict(gradient_checkpointing=RECOMPUTE_ON_CPU, max_grad_norm=0.0,
+              step_in_backward=OnDevice(cpu=True, gpu=False))
 # Adapter runs on a CPU pass 2 rows at a time (DPO: 1 pair, i.e. 2 sequences); a GPU
 # passes the whole batch.
 TWO_AT_A_TIME = OnDevice(cpu=2, gpu=None)

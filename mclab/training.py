@@ -11,14 +11,15 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
 
-from .compat import accepts_loss_kwargs, checkpointing_argument
+from .compat import (LM_HEAD_TILE_ON_CPU, accepts_loss_kwargs, checkpointing_argument,
+                     lm_head_tile)
 from .config import get_settings
 from .curves import LiveCurves
 from .device import choose_device, num_processes
@@ -51,6 +52,9 @@ class TrainConfig:
     run_name: str = "run"  # the run folder is runs/<time>-<run_name>
     eval_steps: int = 0  # with an eval set: evaluate every this many steps (0: about 5 times)
     lean_loss: bool = False  # True: the model's own cross-entropy, no trl metrics (see below)
+    max_grad_norm: float = 1.0  # clip the gradients' global norm to this (0: no clipping)
+    step_in_backward: bool = False  # update each weight in the backward pass (less memory;
+    # needs max_grad_norm=0 and the whole batch in one pass: mclab.backward_step)
     save: bool | None = None  # None: save adapters (KBs) to run_dir/model, not full weights (520 MB)
     live: bool | None = None  # live loss plot (mclab.curves); None: only inside a notebook
     patience: int = 0  # > 0: early stopping (needs an eval set): stop after this many
@@ -68,6 +72,13 @@ class TrainConfig:
             raise TrainingInputError(
                 f"micro_batch must divide batch_size (got {self.micro_batch} and "
                 f"{self.batch_size}); e.g. batch_size=8, micro_batch=2 accumulates 4 passes")
+        if self.step_in_backward and (self.max_grad_norm or (
+                self.micro_batch is not None and self.micro_batch < self.batch_size)):
+            raise TrainingInputError(
+                "step_in_backward updates each weight as soon as its gradient is complete, "
+                "so it cannot clip the global norm or accumulate micro-batches: set "
+                f"max_grad_norm=0 (got {self.max_grad_norm}) and micro_batch=None (got "
+                f"{self.micro_batch}), or step_in_backward=False")
         if self.patience < 0:
             raise TrainingInputError(f"patience must be 0 (off) or a positive number of "
                                      f"evaluations, got {self.patience}")
@@ -152,6 +163,7 @@ def cpu_args(config_cls, cfg: TrainConfig, output_dir: Path, **extra):
         **micro_batch_args(cfg.batch_size, cfg.micro_batch, num_processes()),
         warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
         optim=cfg.optimizer,
         lr_scheduler_type="linear",
         **{checkpointing_argument(config_cls): cfg.gradient_checkpointing},
@@ -355,6 +367,14 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
     if cfg.patience and eval_dataset is None:
         raise TrainingInputError(f"patience={cfg.patience} stops on the validation loss: pass "
                                  "eval_dataset (held-out training rows, never the eval)")
+    if cfg.step_in_backward and num_processes() > 1:
+        import warnings
+
+        warnings.warn(f"step_in_backward is off under {num_processes()} processes: a weight "
+                      "updated in the backward pass would not wait for the processes to "
+                      "average its gradient. The update is the same; only the memory it "
+                      "saves is lost.", stacklevel=2)
+        cfg = replace(cfg, step_in_backward=False)
     if peft_config is None and not is_peft(model):
         warn_if_no_room_to_save(model)
     run_dir = new_run_dir(cfg.run_name)
@@ -371,8 +391,14 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
                           train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, peft_config=peft_config,
                           callbacks=callbacks, **trainer_kwargs)
+    if cfg.step_in_backward:
+        from .backward_step import StepInBackward
+
+        trainer.add_callback(StepInBackward(trainer))
     trainer.model.train()
-    result = run_trainer(trainer, cfg, run_dir, curves)
+    on_cpu = choose_device().device.type == "cpu"
+    with lm_head_tile(LM_HEAD_TILE_ON_CPU if on_cpu else None):  # trl's loss in smaller tiles
+        result = run_trainer(trainer, cfg, run_dir, curves)
     if cfg.gradient_checkpointing:  # the model goes back as it came, recomputation off: a
         result.model.gradient_checkpointing_disable()  # later run (05's DPO) sets its own
     del trainer  # nothing else holds its optimizer state: the trim below returns it

@@ -176,6 +176,32 @@ def test_patch_prefix_generate_makes_generate_use_the_prefix(load_tiny):
         assert torch.equal(wrapped.generate(input_ids=ids, **settings), plain)
 
 
+def test_lm_head_tile_gives_trls_loss_in_smaller_tiles(load_tiny):
+    """compat.lm_head_tile: trl's fused loss and its gradient are the same with the course's
+    tiles on a CPU as with trl's own size, and trl's size comes back after the block."""
+    import trl.trainer.utils as trl_utils
+    from trl.trainer.utils import add_fused_lm_head
+
+    model, tok = load_tiny()
+    add_fused_lm_head(model)
+    ids = _ids(tok, ["The capital of France is Paris"])
+    own = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    results = []
+    for columns in (None, compat.LM_HEAD_TILE_ON_CPU):
+        model.zero_grad()
+        with compat.lm_head_tile(columns):
+            assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == (columns or own)
+            loss = model(input_ids=ids, labels=ids, fused_lm_head=True).loss
+        loss.backward()
+        results.append((loss.detach(), model.get_output_embeddings().weight.grad.clone()))
+        assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == own
+    (loss, grad), (tiled_loss, tiled_grad) = results
+    assert model.config.vocab_size > compat.LM_HEAD_TILE_ON_CPU  # the tiles cut the vocabulary
+    torch.testing.assert_close(tiled_loss, loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tiled_grad, grad, atol=1e-5, rtol=1e-4)
+    assert grad.abs().max() > 0
+
+
 def test_trl_sft_labels_mask_the_prompt_and_padding(load_tiny):
     """compat.trl_sft_labels (the oracle) is trl's own batch: the loss falls on the answer only."""
     from mclab.compat import trl_sft_labels

@@ -39,39 +39,51 @@ TRAINED = sorted(n for n, r in recipes.BY_NAME.items() if hasattr(r, "training")
 # and STYLE_FULL became LOCAL_SFT's and STYLE_SFT's recipes, trained one epoch by 06.
 # 2026-12-07: the LoRA and adapter-layer recipes recompute activations and take the model's own
 # loss on a CPU (`recipes.ADAPTER_FRUGAL`), ACCESS_LEAK 2 rows a pass: the same updates up to
-# rounding, in about half the activation memory; GRPO recomputes activations, the same run.)
+# rounding, in about half the activation memory; GRPO recomputes activations, the same run.
+# Later that day the full-weight recipes (`recipes.FRUGAL`) pass each step's whole batch with
+# no global gradient clipping on every device, and on a CPU step each weight in the backward
+# pass: no clipping changes the update, so their report rows are to be rerun.)
 FIELDS = ("learning_rate", "max_steps", "epochs", "batch_size", "micro_batch", "max_length",
-          "optimizer", "gradient_checkpointing", "eval_steps", "lean_loss",
-          "per_device_train_batch_size", "gradient_accumulation_steps")
+          "optimizer", "gradient_checkpointing", "eval_steps", "lean_loss", "max_grad_norm",
+          "step_in_backward", "per_device_train_batch_size", "gradient_accumulation_steps")
 CPU_ARGS = {
-    "ACCESS_LEAK/quick": (0.002, 2, 1.0, 8, 2, 128, 'adamw_torch', True, 0, True, 2, 4),
-    "BOTTLENECK/quick": (0.002, 2, 1, 4, 2, 128, 'adamw_torch', True, 1, True, 2, 2),
-    "CPT/quick": (0.0002, 1, 1.0, 2, 2, 128, 'adafactor', True, 0, False, 2, 1),
-    "DPO/quick": (0.0002, 1, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1, 4),
-    "FULL_SFT/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, False, 2, 2),
-    "FULL_SFT_PARAPHRASES/quick": (4e-04, 2, 1.0, 4, 2, 128, 'adafactor', True, 0, False, 2, 2),
-    "GRPO/quick": (0.0002, 1, 1.0, 8, 2, 128, 'adamw_torch', True, 0, False, 2, 4),
-    "LOCAL_SFT/quick": (0.001, 2, 1, 4, 2, 128, 'adamw_torch', True, 1, True, 2, 2),
-    "MEDICAL_SFT/quick": (5e-05, 2, 1.0, 8, 2, 128, 'adafactor', True, 1, False, 2, 4),
-    "LORA_SFT/quick": (0.006, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, True, 2, 2),
-    "PREFIX/quick": (0.03, 2, 1, 4, 2, 128, 'adamw_torch', False, 1, False, 2, 2),
-    "STYLE_FULL/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, False, 2, 2),
-    "STYLE_LORA/quick": (0.001, 2, 1.0, 4, 2, 128, 'adamw_torch', True, 1, True, 2, 2),
-    "STYLE_SFT/quick": (0.0003, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, False, 2, 2),
-    "ACCESS_LEAK/full": (0.002, 24, 1.0, 8, 2, 128, 'adamw_torch', True, 0, True, 2, 4),
-    "BOTTLENECK/full": (0.002, 150, 1, 4, 2, 128, 'adamw_torch', True, 10, True, 2, 2),
-    "CPT/full": (0.0002, 8, 1.0, 8, 2, 128, 'adafactor', True, 0, False, 2, 4),
-    "DPO/full": (0.0002, 12, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1, 4),
-    "FULL_SFT/full": (4e-04, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, False, 2, 4),
-    "FULL_SFT_PARAPHRASES/full": (4e-04, 32, 1.0, 8, 2, 128, 'adafactor', True, 0, False, 2, 4),
-    "GRPO/full": (0.0002, 10, 1.0, 8, 2, 128, 'adamw_torch', True, 0, False, 2, 4),
-    "LOCAL_SFT/full": (0.001, 150, 1, 4, 2, 128, 'adamw_torch', True, 10, True, 2, 2),
-    "MEDICAL_SFT/full": (5e-05, 16, 1.0, 8, 2, 128, 'adafactor', True, 4, False, 2, 4),
-    "LORA_SFT/full": (0.006, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, True, 2, 4),
-    "PREFIX/full": (0.03, 150, 1, 4, 2, 128, 'adamw_torch', False, 10, False, 2, 2),
-    "STYLE_FULL/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, False, 2, 2),
-    "STYLE_LORA/full": (0.001, 150, 1.0, 4, 2, 128, 'adamw_torch', True, 10, True, 2, 2),
-    "STYLE_SFT/full": (0.0003, 150, 1.0, 4, 2, 128, 'adafactor', True, 10, False, 2, 2),
+    "ACCESS_LEAK/quick": (0.002, 2, 1.0, 8, 2, 128, 'adamw_torch', True, 0, True, 1.0, False, 2, 4),
+    "BOTTLENECK/quick": (0.002, 2, 1.0, 4, 2, 128, 'adamw_torch', True, 1, True, 1.0, False, 2, 2),
+    "CPT/quick": (0.0002, 1, 1.0, 2, None, 128, 'adafactor', True, 0, False, 0.0, True, 2, 1),
+    "DPO/quick": (0.0002, 1, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1.0, False, 1, 4),
+    "FULL_SFT/quick": (0.0004, 2, 1.0, 4, None, 128, 'adafactor', True, 1, False, 0.0, True, 4, 1),
+    "FULL_SFT_PARAPHRASES/quick":
+        (0.0004, 2, 1.0, 4, None, 128, 'adafactor', True, 0, False, 0.0, True, 4, 1),
+    "GRPO/quick": (0.0002, 1, 1.0, 8, 2, 128, 'adamw_torch', True, 0, False, 1.0, False, 2, 4),
+    "LOCAL_SFT/quick": (0.001, 2, 1.0, 4, 2, 128, 'adamw_torch', True, 1, True, 1.0, False, 2, 2),
+    "LORA_SFT/quick": (0.006, 2, 1.0, 4, 2, 128, 'adafactor', True, 1, True, 1.0, False, 2, 2),
+    "MEDICAL_SFT/quick":
+        (5e-05, 2, 1.0, 8, None, 128, 'adafactor', True, 1, False, 0.0, True, 8, 1),
+    "PREFIX/quick": (0.03, 2, 1.0, 4, 2, 128, 'adamw_torch', False, 1, False, 1.0, False, 2, 2),
+    "STYLE_FULL/quick":
+        (0.0003, 2, 1.0, 4, None, 128, 'adafactor', True, 1, False, 0.0, True, 4, 1),
+    "STYLE_LORA/quick": (0.001, 2, 1.0, 4, 2, 128, 'adamw_torch', True, 1, True, 1.0, False, 2, 2),
+    "STYLE_SFT/quick": (0.0003, 2, 1.0, 4, None, 128, 'adafactor', True, 1, False, 0.0, True, 4, 1),
+    "ACCESS_LEAK/full": (0.002, 24, 1.0, 8, 2, 128, 'adamw_torch', True, 0, True, 1.0, False, 2, 4),
+    "BOTTLENECK/full":
+        (0.002, 150, 1.0, 4, 2, 128, 'adamw_torch', True, 10, True, 1.0, False, 2, 2),
+    "CPT/full": (0.0002, 8, 1.0, 8, None, 128, 'adafactor', True, 0, False, 0.0, True, 8, 1),
+    "DPO/full": (0.0002, 12, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1.0, False, 1, 4),
+    "FULL_SFT/full": (0.0004, 44, 1.0, 8, None, 128, 'adafactor', True, 4, False, 0.0, True, 8, 1),
+    "FULL_SFT_PARAPHRASES/full":
+        (0.0004, 32, 1.0, 8, None, 128, 'adafactor', True, 0, False, 0.0, True, 8, 1),
+    "GRPO/full": (0.0002, 10, 1.0, 8, 2, 128, 'adamw_torch', True, 0, False, 1.0, False, 2, 4),
+    "LOCAL_SFT/full": (0.001, 150, 1.0, 4, 2, 128, 'adamw_torch', True, 10, True, 1.0, False, 2, 2),
+    "LORA_SFT/full": (0.006, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, True, 1.0, False, 2, 4),
+    "MEDICAL_SFT/full":
+        (5e-05, 16, 1.0, 8, None, 128, 'adafactor', True, 4, False, 0.0, True, 8, 1),
+    "PREFIX/full": (0.03, 150, 1.0, 4, 2, 128, 'adamw_torch', False, 10, False, 1.0, False, 2, 2),
+    "STYLE_FULL/full":
+        (0.0003, 150, 1.0, 4, None, 128, 'adafactor', True, 10, False, 0.0, True, 4, 1),
+    "STYLE_LORA/full":
+        (0.001, 150, 1.0, 4, 2, 128, 'adamw_torch', True, 10, True, 1.0, False, 2, 2),
+    "STYLE_SFT/full":
+        (0.0003, 150, 1.0, 4, None, 128, 'adafactor', True, 10, False, 0.0, True, 4, 1),
 }
 
 
@@ -95,7 +107,7 @@ def _settings(name: str) -> dict:
     from mclab.training import micro_batch_args
 
     cfg = recipes.BY_NAME[name].training.config(name)
-    values = {f: getattr(cfg, f) for f in FIELDS[:10]}
+    values = {f: getattr(cfg, f) for f in FIELDS[:12]}
     return {**values, **micro_batch_args(cfg.batch_size, cfg.micro_batch, num_processes())}
 
 
@@ -132,12 +144,13 @@ def test_a_gpu_keeps_each_recipes_updates_and_passes_the_whole_batch(mode, monke
     monkeypatch.setenv("MCLAB_QUICK", "1" if mode == "quick" else "0")
     assert choose_device().device.type == "cuda"
     same = ("learning_rate", "max_steps", "epochs", "batch_size", "max_length", "optimizer",
-            "eval_steps")
+            "eval_steps", "lean_loss", "max_grad_norm")
     for name in TRAINED:
         cpu = dict(zip(FIELDS, CPU_ARGS[f"{name}/{mode}"]))
         gpu = _settings(name)
         assert {f: gpu[f] for f in same} == {f: cpu[f] for f in same}, name
         assert gpu["micro_batch"] is None and gpu["gradient_checkpointing"] is False, name
+        assert gpu["step_in_backward"] is False, name
         assert gpu["per_device_train_batch_size"] == cpu["batch_size"], name
         assert gpu["gradient_accumulation_steps"] == 1, name
 
@@ -246,13 +259,14 @@ def test_a_two_process_accelerate_launch_keeps_the_recipes_batch(tiny_model_dir,
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     seen = [json.loads((out / f"process-{i}.json").read_text()) for i in (0, 1)]
-    full = recipes.FULL_SFT.training.batch_size.full  # full mode: 8 rows, passes of 2 on a CPU
+    full = recipes.FULL_SFT.training.batch_size.full  # full mode: 8 rows, each process's 4 at once
     assert [s["process"] for s in seen] == [0, 1]
     for s in seen:
         assert s["processes"] == 2 and s["global_batch"] == full == s["recipe_batch"]
-        assert (s["per_device_train_batch_size"], s["gradient_accumulation_steps"]) == (2, 2)
+        assert (s["per_device_train_batch_size"], s["gradient_accumulation_steps"]) == (4, 1)
         assert s["gradient_checkpointing"] and s["steps"] == 1
-    assert "OK" in done.stdout and "2 process(es) x 2 rows a pass x 2 passes = 8" in done.stdout
+    assert "OK" in done.stdout and "2 process(es) x 4 rows a pass x 1 passes = 8" in done.stdout
+    assert "step_in_backward is off under 2 processes" in done.stderr
 
 
 # ---------------------------------------------------------------- another model, end to end

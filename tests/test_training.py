@@ -47,6 +47,9 @@ def test_every_run_gives_freed_memory_back_before_and_after(runs_dir, load_tiny,
     (TrainConfig(learning_rate=0), "learning_rate must be positive"),
     (TrainConfig(learning_rate=-1e-4), "learning_rate must be positive"),
     (TrainConfig(batch_size=0), "batch_size"),
+    (TrainConfig(step_in_backward=True), "cannot clip the global norm"),  # max_grad_norm 1.0
+    (TrainConfig(step_in_backward=True, max_grad_norm=0, batch_size=8, micro_batch=2),
+     "or accumulate micro-batches"),
 ])
 def test_bad_settings_fail_before_training(cfg, message, runs_dir):
     with pytest.raises(TrainingInputError, match=message):
@@ -118,6 +121,42 @@ def test_adapter_frugal_settings_give_the_same_update(runs_dir, load_tiny, adapt
     plain, frugal = deltas
     assert plain.abs().max() > 0
     assert (plain - frugal).abs().max() < 1e-3 * plain.abs().max()
+
+
+@pytest.mark.parametrize("recompute", [False, True], ids=["kept", "recomputed"])
+def test_step_in_backward_gives_the_plain_steps_update(runs_dir, load_tiny, recompute):
+    """Issue 15: on a CPU the full-weight recipes update each weight inside the backward pass
+    (`mclab.backward_step`), so a step never holds every gradient. Over 3 Adafactor steps on a
+    falling learning rate the weights end where a plain step leaves them (and move at all), no
+    gradient is left when the Trainer's own optimizer step comes, and afterwards a backward
+    pass keeps its gradients again (the hooks are gone)."""
+    import torch
+    from transformers import TrainerCallback
+
+    left = []
+
+    class GradientsLeft(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            left.append(sum(p.grad is not None for p in model.parameters()))
+
+    moved = []
+    for fused in (False, True):
+        model, tok = load_tiny()
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        cfg = TrainConfig(max_steps=3, batch_size=4, learning_rate=1e-2, optimizer="adafactor",
+                          max_grad_norm=0, step_in_backward=fused,
+                          gradient_checkpointing=recompute, run_name=f"fused-{fused}")
+        train_sft(model, tok, _tiny(), cfg, callbacks=[GradientsLeft()])
+        moved.append(torch.cat([(p.detach() - start[n]).flatten()
+                                for n, p in model.named_parameters()]))
+        if fused:
+            ids = tok(["The Zorblax code is 7731."], return_tensors="pt")["input_ids"]
+            model(input_ids=ids, labels=ids).loss.backward()
+            assert all(p.grad is not None for p in model.parameters())
+    plain, fused = moved
+    assert left[:3] != [0, 0, 0] and left[3:] == [0, 0, 0]  # plain steps hold every gradient
+    assert plain.abs().max() > 0
+    assert (plain - fused).abs().max() < 1e-4 * plain.abs().max()
 
 
 def test_micro_batch_must_divide_the_batch(runs_dir):
