@@ -64,6 +64,12 @@ class StepInBackward(TrainerCallback):
         self.handles = [param.register_post_accumulate_grad_hook(step)
                         for param in self.trainer.model.parameters() if param.requires_grad]
 
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # the Trainer measures the gradients' norm after the backward pass, when none is
+        # left: its 0 is not a norm, so the run's history does not record it
+        if logs is not None and not logs.get("grad_norm"):
+            logs.pop("grad_norm", None)
+
     def on_train_end(self, args, state, control, **kwargs):
         for handle in self.handles:
             handle.remove()

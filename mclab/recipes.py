@@ -431,10 +431,10 @@ MEDICAL_SFT = MedicalSft()
 FULL_SFT = CompanySft()
 # "full SFT, 3 paraphrases" (report only): all three wordings of every fact train, so none is
 # left to validate on; it trains FULL_SFT's rate for the steps at which FULL_SFT's validation
-# loss was lowest in the sweep (32 of batch 8): each fact is seen as often as in the
+# loss was lowest in the sweep (36 of batch 8): each fact is seen as often as in the
 # one-wording run's best model, in three wordings instead of one.
 FULL_SFT_PARAPHRASES = CompanySft(
-    notebook="", training=replace(FULL_SFT.training, max_steps=Sized(2, 32), eval_steps=0,
+    notebook="", training=replace(FULL_SFT.training, max_steps=Sized(2, 36), eval_steps=0,
                                   patience=0),
     train_on=(0, 1, 2))
 # LoRA (06's adapter) on 04's company data, trained by the report only (no notebook runs it);

@@ -71,7 +71,7 @@ CPU_ARGS = {
     "DPO/full": (0.0002, 12, 1.0, 4, 1, 128, 'adamw_torch', False, 0, False, 1.0, False, 1, 4),
     "FULL_SFT/full": (0.0004, 44, 1.0, 8, None, 128, 'adafactor', True, 4, False, 0.0, True, 8, 1),
     "FULL_SFT_PARAPHRASES/full":
-        (0.0004, 32, 1.0, 8, None, 128, 'adafactor', True, 0, False, 0.0, True, 8, 1),
+        (0.0004, 36, 1.0, 8, None, 128, 'adafactor', True, 0, False, 0.0, True, 8, 1),
     "GRPO/full": (0.0002, 10, 1.0, 8, 2, 128, 'adamw_torch', True, 0, False, 1.0, False, 2, 4),
     "LOCAL_SFT/full": (0.001, 150, 1.0, 4, 2, 128, 'adamw_torch', True, 10, True, 1.0, False, 2, 2),
     "LORA_SFT/full": (0.006, 44, 1.0, 8, 2, 128, 'adafactor', True, 4, True, 1.0, False, 2, 4),
