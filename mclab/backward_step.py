@@ -29,9 +29,10 @@ from .measure import trim_heap
 # Give the heap's free pages back after about this many bytes of weights have been updated
 # (about 8 times per step for the 135M model). The backward pass frees blocks of a few MB
 # (each layer's recomputed activations, each weight's gradient and the optimizer's
-# temporaries) at different moments, and glibc keeps the holes resident: measured on a
-# full-weight step of 8 x 128 tokens, the pass added 841 MB over the model without trimming
-# and 488 MB with it, in no more time (docs/performance.md).
+# temporaries) at different moments, and glibc keeps the holes resident: measured once on 6
+# full-weight steps of 8 x 128 tokens, training added 841 MB over the model without trimming
+# and 488 MB trimming every 45 weights (about this cadence), in no more time
+# (docs/performance.md).
 TRIM_EVERY_BYTES = 64 * 2**20
 
 
@@ -66,11 +67,18 @@ class StepInBackward(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         # the Trainer measures the gradients' norm after the backward pass, when none is
-        # left: its 0 is not a norm, so the run's history does not record it
+        # left: its 0 is not a norm, so the run's history does not record it (the Trainer's
+        # own log and progress bar still print it)
         if logs is not None and not logs.get("grad_norm"):
             logs.pop("grad_norm", None)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.remove()
+
+    def remove(self) -> None:
+        """Take the hooks off the weights. `fit` also calls it when training stops on an error
+        (an interrupted cell, a full disk): hooks left behind would step this run's optimizer
+        from the next run's backward pass and drop the gradients that run's optimizer needs."""
         for handle in self.handles:
             handle.remove()
         self.handles = []

@@ -98,9 +98,11 @@ def lm_head_tile(columns: int | None):
     """
     import trl.trainer.utils as trl_utils
 
-    before = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
-    if columns is not None:
-        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = columns
+    before = getattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", None)
+    if columns is None or before is None:  # a trl without the setting: its own tiles
+        yield
+        return
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = columns
     try:
         yield
     finally:

@@ -86,9 +86,10 @@ class Training:
 # global norm (Adafactor clips each update by its own scale), on every device. On a CPU they
 # also recompute activations in the backward pass and update each weight there as soon as its
 # gradient is complete (`TrainConfig.step_in_backward`, mclab.backward_step), so no step holds
-# a gradient for every weight. Measured alone (6 steps of FULL_SFT, 8 x 128 tokens): the step
-# added 951 MB over the loaded model when it passed 2 rows at a time with accumulated
-# gradients and clipping, and 488 MB now, in no more time (docs/performance.md, 2026-12-07).
+# a gradient for every weight. Measured alone (6 steps of FULL_SFT, 2 runs each): training
+# added 1,081 and 1,045 MB over the loaded model when it passed 2 rows at a time with
+# accumulated gradients and clipping, and 524 and 472 MB now, in no more time
+# (docs/performance.md, 2026-12-07).
 # A GPU keeps its activations and a plain optimizer step: the same update up to rounding.
 RECOMPUTE_ON_CPU = OnDevice(cpu=True, gpu=False)  # activation (gradient) checkpointing
 FRUGAL = dict(gradient_checkpointing=RECOMPUTE_ON_CPU, max_grad_norm=0.0,
@@ -103,8 +104,9 @@ TWO_AT_A_TIME = OnDevice(cpu=2, gpu=None)
 # memory: measured alone (6 steps, medians of 3 interleaved
 # runs), local SFT (LoRA r=16) training added 819 MB over the loaded model before and 440 MB
 # after, for 21% more time; adapter layers 655 -> 311 MB for 5% more (docs/performance.md).
-# Full-weight runs keep trl's loss: there the lean loss saved nothing (FRUGAL already
-# recomputes; the gradients and the optimizer's work set that peak).
+# Full-weight runs keep trl's loss, in tiles of 4,096 vocabulary columns on a CPU
+# (`compat.lm_head_tile`): with their whole batch in one pass, the model's own loss would hold
+# its full logits (measured: 904 MB added against 841 for trl's tiled loss, without trimming).
 ADAPTER_FRUGAL = dict(micro_batch=TWO_AT_A_TIME, gradient_checkpointing=RECOMPUTE_ON_CPU,
                       lean_loss=True)
 

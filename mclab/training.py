@@ -391,14 +391,20 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
                           train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, peft_config=peft_config,
                           callbacks=callbacks, **trainer_kwargs)
+    step_hooks = None
     if cfg.step_in_backward:
         from .backward_step import StepInBackward
 
-        trainer.add_callback(StepInBackward(trainer))
+        step_hooks = StepInBackward(trainer)
+        trainer.add_callback(step_hooks)
     trainer.model.train()
     on_cpu = choose_device().device.type == "cpu"
-    with lm_head_tile(LM_HEAD_TILE_ON_CPU if on_cpu else None):  # trl's loss in smaller tiles
-        result = run_trainer(trainer, cfg, run_dir, curves)
+    try:
+        with lm_head_tile(LM_HEAD_TILE_ON_CPU if on_cpu else None):  # trl's loss, smaller tiles
+            result = run_trainer(trainer, cfg, run_dir, curves)
+    finally:  # an interrupted run leaves no hook on the model
+        if step_hooks is not None:
+            step_hooks.remove()
     if cfg.gradient_checkpointing:  # the model goes back as it came, recomputation off: a
         result.model.gradient_checkpointing_disable()  # later run (05's DPO) sets its own
     del trainer  # nothing else holds its optimizer state: the trim below returns it

@@ -176,12 +176,23 @@ def test_patch_prefix_generate_makes_generate_use_the_prefix(load_tiny):
         assert torch.equal(wrapped.generate(input_ids=ids, **settings), plain)
 
 
-def test_lm_head_tile_gives_trls_loss_in_smaller_tiles(load_tiny):
-    """compat.lm_head_tile: trl's fused loss and its gradient are the same with the course's
-    tiles on a CPU as with trl's own size, and trl's size comes back after the block."""
+def test_lm_head_tile_gives_trls_loss_in_smaller_tiles(load_tiny, monkeypatch):
+    """compat.lm_head_tile: trl's fused loss really runs in the course's tiles on a CPU (the
+    size reaches trl's kernel), gives the same loss and gradient as trl's own size, and trl's
+    size comes back after the block."""
     import trl.trainer.utils as trl_utils
     from trl.trainer.utils import add_fused_lm_head
 
+    kernel = trl_utils._ChunkedLogProbFunction
+    seen = []
+
+    class Recording:  # trl's kernel, recording the tile width it is called with
+        @staticmethod
+        def apply(*args):
+            seen.append(args[5])  # (hidden, weight, bias, targets, temperature, chunk_size, ...)
+            return kernel.apply(*args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Recording)
     model, tok = load_tiny()
     add_fused_lm_head(model)
     ids = _ids(tok, ["The capital of France is Paris"])
@@ -190,11 +201,11 @@ def test_lm_head_tile_gives_trls_loss_in_smaller_tiles(load_tiny):
     for columns in (None, compat.LM_HEAD_TILE_ON_CPU):
         model.zero_grad()
         with compat.lm_head_tile(columns):
-            assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == (columns or own)
             loss = model(input_ids=ids, labels=ids, fused_lm_head=True).loss
         loss.backward()
         results.append((loss.detach(), model.get_output_embeddings().weight.grad.clone()))
         assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == own
+    assert seen == [own, compat.LM_HEAD_TILE_ON_CPU]
     (loss, grad), (tiled_loss, tiled_grad) = results
     assert model.config.vocab_size > compat.LM_HEAD_TILE_ON_CPU  # the tiles cut the vocabulary
     torch.testing.assert_close(tiled_loss, loss, atol=1e-5, rtol=1e-5)

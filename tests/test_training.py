@@ -160,6 +160,25 @@ def test_step_in_backward_gives_the_plain_steps_update(runs_dir, load_tiny, reco
     assert (plain - fused).abs().max() < 1e-4 * plain.abs().max()
 
 
+def test_an_interrupted_run_leaves_no_step_hooks(runs_dir, load_tiny):
+    """A run stopped mid-way (a student interrupting the cell) must not leave its hooks on the
+    model: they would step the dead run's optimizer from the next run's backward pass."""
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    model, tok = load_tiny()
+    cfg = TrainConfig(max_steps=3, batch_size=4, optimizer="adafactor", max_grad_norm=0,
+                      step_in_backward=True, run_name="interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(model, tok, _tiny(), cfg, callbacks=[Interrupt()])
+    ids = tok(["The Zorblax code is 7731."], return_tensors="pt")["input_ids"]
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_micro_batch_must_divide_the_batch(runs_dir):
     with pytest.raises(TrainingInputError, match="micro_batch must divide"):
         train_sft(None, None, _tiny(), TrainConfig(batch_size=8, micro_batch=3))
