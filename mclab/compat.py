@@ -83,6 +83,16 @@ def accepts_loss_kwargs(trainer) -> bool:
 LM_HEAD_TILE_ON_CPU = 4096  # vocabulary columns per tile of trl's loss on a CPU
 
 
+def decoder_layers(model) -> list:
+    """The model's repeated blocks (transformers' `GradientCheckpointingLayer`, the unit its
+    gradient checkpointing recomputes), in order; [] where transformers has no such class."""
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:
+        return []
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
 @contextlib.contextmanager
 def lm_head_tile(columns: int | None):
     """trl's fused loss computes the logits in tiles of this many vocabulary columns, inside

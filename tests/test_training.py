@@ -3,6 +3,7 @@
 import pytest
 from datasets import Dataset
 
+from mclab.compat import decoder_layers
 from mclab.training import TrainConfig, TrainingInputError, chat_example, train_sft
 
 
@@ -177,6 +178,28 @@ def test_an_interrupted_run_leaves_no_step_hooks(runs_dir, load_tiny):
     ids = tok(["The Zorblax code is 7731."], return_tensors="pt")["input_ids"]
     model(input_ids=ids, labels=ids).loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+    assert not any(layer._forward_hooks for layer in decoder_layers(model))
+
+
+def test_step_in_backward_trims_the_heap_during_the_forward_pass(runs_dir, load_tiny,
+                                                                  monkeypatch):
+    """Issue 15: the step's peak comes right after the forward pass, so the heap is trimmed
+    after every third decoder layer's forward, not only while weights are updated; the hooks
+    go with the run."""
+    from mclab import backward_step
+
+    calls = []
+    monkeypatch.setattr(backward_step, "trim_heap", lambda: calls.append(1))
+    monkeypatch.setattr(backward_step, "TRIM_EVERY_BYTES", 2**40)  # count the layers' only
+    monkeypatch.setattr(backward_step, "TRIM_EVERY_LAYERS", 2)  # the tiny model has 2 layers
+    model, tok = load_tiny()
+    layers = decoder_layers(model)
+    cfg = TrainConfig(max_steps=2, batch_size=4, optimizer="adafactor", max_grad_norm=0,
+                      step_in_backward=True, gradient_checkpointing=True, run_name="trims")
+    train_sft(model, tok, _tiny(), cfg)
+    per_pass = len(layers) // backward_step.TRIM_EVERY_LAYERS
+    assert len(calls) == 2 * per_pass  # 2 steps (the recomputation runs no module hook)
+    assert not any(layer._forward_hooks for layer in layers)
 
 
 def test_micro_batch_must_divide_the_batch(runs_dir):
