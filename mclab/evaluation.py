@@ -40,13 +40,16 @@ def knowledge_prompt(question: str, context: str | None = None) -> str:
 # What one batch may hold, in tokens, so that long inputs go a few at a time (issue 15):
 # - multiple choice holds each prompt's key/value cache once per option (`repeat_cache`),
 #   about 46 KB a token for SmolLM2-135M in fp32 (30 layers x keys and values x 3 heads x 64
-#   x 4 bytes): items x options x longest prompt within 8,192 tokens is about 380 MB, so
+#   x 4 bytes): items x options x longest prompt within 4,096 tokens is about 190 MB, so
 #   closed-book questions still go 8 at a time and 1,300-token stuffed prompts one at a time
-#   (01's peak was 4 such prompts x 4 options);
+#   (01's peak was once 4 such prompts x 4 options). Measured on 01's 85 questions with their
+#   source document, alone: 8,192 tokens added 630 and 635 MB over the model in 33.7 and
+#   33.9 s, 4,096 added 371 and 379 MB in 35.4 and 32.8 s, 2,048 added 161 MB in 38.5 s; the
+#   same accuracy in each (docs/performance.md);
 # - answer scoring holds a logit per vocabulary word (49,152 x 4 bytes) for every token:
 #   rows x longest sequence within 1,024 tokens is about 200 MB (prefix and prompt tuning's
 #   virtual tokens come on top: their logits are dropped, but computed).
-MAX_CACHE_TOKENS = 8192
+MAX_CACHE_TOKENS = 4096
 MAX_LOGIT_TOKENS = 1024
 
 
