@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .compat import decoder_layers
 from .files import atomic_path
 from .measure import PeakMemory, folder_size_mb  # noqa: F401  (tests size adapters through it)
 from .training import TrainingInputError
@@ -66,9 +67,14 @@ def _check(size, where) -> tuple[str, ...]:
     return where
 
 
-def _layers(model):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.model.layers
+def _layers(model) -> list:
+    """The decoder layers the adapters go into (`compat.decoder_layers`, as the step in the
+    backward pass finds them); an error where there are none to adapt."""
+    layers = decoder_layers(model)
+    if not layers:
+        raise TrainingInputError(f"found no decoder layers in {type(model).__name__} to insert "
+                                 "bottleneck adapters into; use a transformers causal LM")
+    return layers
 
 
 def _after_block(block, args, output):

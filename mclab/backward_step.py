@@ -39,10 +39,10 @@ TRIM_EVERY_BYTES = 64 * 2**20
 # checkpoints a layer's `forward`, so its recomputation in the backward pass does not run the
 # hook; where a version does, it trims twice as often): the forward leaves the same kind of
 # holes between the activations it keeps, and the step's peak comes right after it, when the
-# loss starts its backward pass. Measured on 6 CPT steps of
-# 8 x 128 tokens, alone: training added 744 and 770 MB over the model without it (50.8 and
-# 47.3 s), 506 and 619 MB trimming after layers 0, 3, ..., 27 (50.4 and 48.4 s), and 584 MB
-# as here, after layers 2, 5, ..., 29 (46.6 s, one run; docs/performance.md).
+# loss starts its backward pass. Measured on 6 CPT steps of 8 x 128 tokens, alone: training
+# added 744 and 770 MB over the model without it (50.8 and 47.3 s), 506 and 619 MB trimming
+# after layers 0, 3, ..., 27 (50.4 and 48.4 s), and 584 MB as here, after layers 2, 5, ...,
+# 29 (46.6 s, one run; docs/performance.md).
 TRIM_EVERY_LAYERS = 3
 
 
