@@ -265,35 +265,35 @@ def run_rag(ctx):
 # --------------------------------------------------------------------------- continued pre-training
 
 def _cpt(ctx, texts: list[str], name: str) -> dict:
-    from .pretraining import chunk_text, train_cpt
+    """CPT on company text, stopped by the loss on the facts' third wording."""
+    from .pretraining import company_validation, pieces, train_cpt
 
     training = recipes.CPT.training
     model, tok = ctx.base()
-    pieces = [p for t in texts for p in chunk_text(t, tok, training.max_length)]
-    return trained(ctx, train_cpt(model, tok, pieces, training.config(f"report-{name}")), tok)
+    train, val = (pieces(t, tok, training.max_length)
+                  for t in (texts, company_validation(ctx.company)))
+    run = train_cpt(model, tok, train, training.config(f"report-{name}"), eval_texts=val)
+    return {**trained(ctx, run, tok), **_cpt_stopped(run)}
 
 
 def _train_medical_cpt(ctx):
-    """CPT + replay's training (dermatology prose with replay written by the base model):
-    its `TrainResult` and tokenizer. The medical SFT rows start from the same model."""
-    from .data import load_scenario
-    from .pretraining import chunk_text, generate_replay, medical_corpus, mix_replay, train_cpt
+    """CPT + replay's training (dermatology prose with replay written by the base model,
+    stopped by the loss on held-back paragraphs): its `TrainResult` and tokenizer. The
+    medical SFT rows start from the same model."""
+    from .pretraining import medical_cpt_texts, train_cpt
 
     recipe = recipes.CPT
     model, tok = ctx.base()
-    replay = generate_replay(model, tok, n=recipe.replay_texts.get(),
-                             max_new_tokens=recipe.replay_tokens.get())
+    train, val = medical_cpt_texts(model, tok, recipe, seed=ctx.settings.seed)
     del model
-    texts = mix_replay(medical_corpus(load_scenario("medical")), replay, recipe.replay_ratio,
-                       seed=ctx.settings.seed)
     model, tok = ctx.base()
-    pieces = [p for t in texts for p in chunk_text(t, tok, recipe.training.max_length)]
-    return train_cpt(model, tok, pieces, recipe.training.config("report-cpt-medical")), tok
+    return train_cpt(model, tok, train, recipe.training.config("report-cpt-medical"),
+                     eval_texts=val), tok
 
 
 def run_cpt_medical(ctx):
     result, tok = _train_medical_cpt(ctx)
-    return trained(ctx, result, tok)
+    return {**trained(ctx, result, tok), **_cpt_stopped(result)}
 
 
 def run_cpt_documents(ctx):
@@ -313,31 +313,9 @@ def run_cpt_paraphrases(ctx):
 MEDICAL_PARTS = ("company", "medical")  # a medical model's other scenarios are not its job
 
 
-def check_medical_sft_steps(record: Path | None = None) -> None:
-    """Full mode: refuse to train the medical rows until the recipe's steps are the ones
-    tools/choose_medical_sft_steps.py chose on validation (reports/medical_sft_steps.json)."""
-    import json
-
-    from .training import TrainingInputError
-
-    settings = get_settings()
-    if settings.quick:
-        return
-    record = Path(record or settings.reports_dir / "medical_sft_steps.json")
-    steps = recipes.MEDICAL_SFT.training.max_steps.full
-    how = ("run `python tools/choose_medical_sft_steps.py` (full mode) and copy its "
-           "chosen_steps into recipes.MedicalSft")
-    if not record.exists():
-        raise TrainingInputError(f"the medical SFT steps are not chosen yet ({record} is "
-                                 f"missing): {how}")
-    chosen = json.loads(record.read_text()).get("chosen_steps")
-    if chosen != steps:
-        raise TrainingInputError(f"recipes.MedicalSft trains {steps} steps, validation chose "
-                                 f"{chosen} ({record}): {how}")
-
-
 def _train_medical_sft(model, tok, name: str):
-    """The medical SFT recipe on `model` (the base, or the CPT model), validated as it goes."""
+    """The medical SFT recipe on `model` (the base, or the CPT model), stopped by its
+    validation loss."""
     from .finetuning import sft_data
     from .training import train_sft
 
@@ -359,12 +337,17 @@ def _early_stopped(result) -> dict:
             "sft_validation_loss": validation_curve(result)}
 
 
+def _cpt_stopped(result) -> dict:
+    """A CPT run stopped by its validation loss: its steps, the step whose weights it kept,
+    and its validation curve."""
+    return {"cpt_steps": result.steps, "cpt_best_step": result.best_step,
+            "cpt_validation_loss": validation_curve(result)}
+
+
 def run_medical_sft(ctx):
-    check_medical_sft_steps()
     model, tok = ctx.base()
     sft = _train_medical_sft(model, tok, "medical-sft")
-    return {**trained(ctx, sft, tok, parts=MEDICAL_PARTS),
-            "sft_validation_loss": validation_curve(sft)}
+    return {**trained(ctx, sft, tok, parts=MEDICAL_PARTS), **_early_stopped(sft)}
 
 
 def run_cpt_then_medical_sft(ctx):
@@ -373,14 +356,13 @@ def run_cpt_then_medical_sft(ctx):
     show it is the model the "CPT + replay" row scored (training is seeded)."""
     from .evaluation import perplexity
 
-    check_medical_sft_steps()  # before the CPT stage's minutes
     cpt, tok = _train_medical_cpt(ctx)
     cpt_ppl = perplexity(cpt.model, tok, ctx.sets["medical_heldout"]["text"])
     sft = _train_medical_sft(cpt.model, tok, "cpt-then-medical-sft")
     row = trained(ctx, sft, tok, parts=MEDICAL_PARTS)
     return {**row, "train_seconds": row["train_seconds"] + cpt.seconds,
             "cpt_train_seconds": cpt.seconds, "cpt_stage_medical_perplexity": cpt_ppl,
-            "sft_validation_loss": validation_curve(sft)}
+            **_early_stopped(sft), **_cpt_stopped(cpt)}
 
 
 # --------------------------------------------------------------------------- fine-tuning

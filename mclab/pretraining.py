@@ -62,28 +62,67 @@ def medical_corpus(medical: dict, glossary_group: int = 6) -> list[str]:
     return texts
 
 
+# The wordings of `train_qa` that CPT's fact sheets train on; the third validates, as it does
+# for company SFT (`finetuning.sft_data`): CPT on the documents stops when the loss on facts
+# stated in words it never read has stopped falling.
+TRAIN_WORDINGS = (0, 1)
+VALIDATION_WORDING = 2
+MEDICAL_VAL_PARAGRAPHS = 4  # the last training paragraphs, held back to validate CPT
+
+
 def company_corpus(company: dict, paraphrases: bool = False) -> list[str]:
     """The company documents; with `paraphrases`, also fact sheets restating their facts.
 
     The augmentation follows Ovadia et al. (2024), who found that several paraphrases of
     the same fact help unsupervised fine-tuning learn it. Instead of generating paraphrases
-    with a large model, we reuse the three hand-written answer sentences of every fact in
+    with a large model, we reuse the hand-written answer sentences of every fact in
     `train_qa` (training data, never the eval questions): fact sheet k of a document lists
-    the k-th wording of each of its facts, so each fact appears in three more phrasings.
+    the k-th wording of each of its facts, so each fact appears in two more phrasings
+    (`TRAIN_WORDINGS`; the third is `company_validation`'s).
     """
     docs = list(company["documents"])
     texts = [f"{d['title']}. {d['text']}" for d in docs]
-    if not paraphrases:
-        return texts
-    titles = {d["id"]: d["title"] for d in docs}
-    wordings: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for row in company["train_qa"]:
-        wordings[row["doc_id"]][row["fact_id"]].append(row["answer"])
-    for doc_id, facts in wordings.items():
-        for k in range(max(len(v) for v in facts.values())):
-            lines = [v[k] for v in facts.values() if k < len(v)]
-            texts.append(f"{titles[doc_id]}: key facts. " + " ".join(lines))
+    return texts + (fact_sheets(company, TRAIN_WORDINGS) if paraphrases else [])
+
+
+def fact_sheets(company: dict, wordings: tuple[int, ...]) -> list[str]:
+    """One text per document and wording k in `wordings`: the k-th answer sentence of each
+    of the document's facts in `train_qa` (numbered as `finetuning.split_by_paraphrase`
+    numbers them for company SFT)."""
+    from .finetuning import split_by_paraphrase
+
+    titles = {d["id"]: d["title"] for d in company["documents"]}
+    texts = []
+    for k in wordings:
+        by_doc: dict[str, list[str]] = defaultdict(list)
+        for row in split_by_paraphrase(company["train_qa"], None, (k,))[0]:
+            by_doc[row["doc_id"]].append(row["answer"])
+        texts += [f"{titles[doc]}: key facts. " + " ".join(lines) for doc, lines in by_doc.items()]
     return texts
+
+
+def company_validation(company: dict) -> list[str]:
+    """CPT on the company documents validates on the facts in their third wording, which
+    neither the documents nor the fact sheets it trains on contain word for word."""
+    return fact_sheets(company, (VALIDATION_WORDING,))
+
+
+def medical_split(medical: dict, n_val: int = MEDICAL_VAL_PARAGRAPHS) -> tuple[dict, list[str]]:
+    """(the medical scenario without its last `n_val` training paragraphs, those paragraphs):
+    CPT on dermatology validates on prose it never trained on, and never on the held-out
+    eval (`heldout_prose.jsonl`)."""
+    prose = medical["train_prose"]
+    if not 0 < n_val < len(prose):
+        raise TrainingInputError(f"hold back between 1 and {len(prose) - 1} training "
+                                 f"paragraphs to validate on, not {n_val}")
+    keep = prose.select(range(len(prose) - n_val))
+    held = prose.select(range(len(prose) - n_val, len(prose)))
+    return {**medical, "train_prose": keep}, list(held["text"])
+
+
+def pieces(texts: list[str], tokenizer, max_tokens: int) -> list[str]:
+    """Every text cut into training pieces of at most `max_tokens` tokens (`chunk_text`)."""
+    return [p for t in texts for p in chunk_text(t, tokenizer, max_tokens)]
 
 
 def replay_prompts(n: int, seed: int = 0) -> list[str]:
@@ -131,6 +170,20 @@ def mix_replay(domain: list[str], replay: list[str], ratio: float, seed: int = 0
     return mixed
 
 
+def medical_cpt_texts(model, tokenizer, recipe, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(training pieces, validation pieces) of CPT + replay on dermatology (`recipe`:
+    `recipes.CPT`): the training paragraphs but the last few and the glossary, mixed with
+    replay paragraphs the base `model` writes; validation is the held-back paragraphs."""
+    from .data import load_scenario
+
+    replay = generate_replay(model, tokenizer, n=recipe.replay_texts.get(),
+                             max_new_tokens=recipe.replay_tokens.get())
+    medical, held = medical_split(load_scenario("medical"))
+    texts = mix_replay(medical_corpus(medical), replay, recipe.replay_ratio, seed=seed)
+    length = recipe.training.max_length
+    return pieces(texts, tokenizer, length), pieces(held, tokenizer, length)
+
+
 def text_dataset(texts: list[str]):
     from datasets import Dataset
 
@@ -141,11 +194,16 @@ def text_dataset(texts: list[str]):
 
 
 def train_cpt(model, tokenizer, texts: list[str], cfg: TrainConfig, peft_config=None,
-              callbacks=None):
-    """Continued pre-training: the shared training path on a plain-text dataset."""
+              callbacks=None, eval_texts: list[str] | None = None):
+    """Continued pre-training: the shared training path on a plain-text dataset; with
+    `eval_texts`, the loss on them is logged (and early stopping, `cfg.patience`, uses it)."""
     cfg.validate()
+    if cfg.patience and not eval_texts:
+        raise TrainingInputError(f"patience={cfg.patience} stops on the validation loss: give "
+                                 "eval_texts (held-back training text, never the eval)")
+    evals = text_dataset(eval_texts) if eval_texts else None
     return train_sft(model, tokenizer, text_dataset(texts), cfg, peft_config=peft_config,
-                     callbacks=callbacks)
+                     callbacks=callbacks, eval_dataset=evals)
 
 
 @dataclass

@@ -9,8 +9,10 @@ never read: the validation splits are the ones `finetuning.sft_data` and
 
 All the targets here are trained on the same loss, the completion's negative
 log-likelihood, so their validation losses compare across learning rates, ranks, target
-modules, prefix lengths and adapter widths. (DPO's loss depends on its beta, and GRPO has
-no validation loss: neither is chosen here.)
+modules, prefix lengths and adapter widths. Continued pre-training (CPT) is swept the same
+way on plain text: every token's negative log-likelihood on dermatology paragraphs held back
+of its training file (`pretraining.medical_split`). (DPO's loss depends on its beta, and
+GRPO has no validation loss: neither is chosen here.)
 
     python tools/choose_settings.py FULL_SFT --grid learning_rate=1e-5,3e-5,5e-5,1e-4
 """
@@ -29,7 +31,7 @@ from . import recipes
 # (06's LoRA and full SFT take 05's and 04's style recipes, swept as LOCAL_SFT and STYLE_SFT)
 DATA = {"FULL_SFT": "company", "LORA_SFT": "company", "STYLE_SFT": "local",
         "LOCAL_SFT": "local", "MEDICAL_SFT": "medical", "PREFIX": "style split",
-        "BOTTLENECK": "style split"}
+        "BOTTLENECK": "style split", "CPT": "dermatology + replay"}
 ADAPTER_FIELDS = {"r", "alpha", "targets", "virtual_tokens", "size", "where"}
 
 
@@ -77,13 +79,22 @@ def _adapter_fields(recipe) -> set[str]:
     return set()
 
 
-def data(recipe_name: str, recipe, n_val: int | None = None):
+def data(recipe_name: str, recipe, n_val: int | None = None, load=None):
     """(train, validation) chats of the recipe, validation held out of the training files:
-    what its sweep and its report row train and validate on (`n_val`: the recipe's)."""
+    what its sweep and its report row train and validate on (`n_val`: the recipe's; CPT's
+    text, whose replay paragraphs the base model from `load` writes)."""
     from .finetuning import sft_data, style_examples, style_split
     from .training import chat_dataset
 
     kind = DATA[recipe_name]
+    if kind == "dermatology + replay":  # plain text: CPT's own split, replay by the base
+        from .config import get_settings
+        from .models import load_model
+        from .pretraining import medical_cpt_texts, text_dataset
+
+        model, tok = (load or load_model)()
+        train, val = medical_cpt_texts(model, tok, recipe, seed=get_settings().seed)
+        return text_dataset(train), text_dataset(val)
     n_val = n_val or (recipe.n_val.get() if hasattr(recipe, "n_val") else None)
     if kind == "style split":
         train, val = style_split(_local(), n_val or recipes.PREFIX.n_val.get())
@@ -135,7 +146,7 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
     from .training import train_sft
 
     recipe = check(recipe_name, grid)
-    train, val = data(recipe_name, recipe, n_val)
+    train, val = data(recipe_name, recipe, n_val, load=load)
     mode = get_settings().mode
     trials = list(previous["trials"]) if previous else []
     if previous:  # before anything trains

@@ -3,8 +3,10 @@
 import pytest
 
 from mclab.data import load_scenario
-from mclab.pretraining import (chunk_text, company_corpus, medical_corpus, mix_replay,
-                               relative_change, replay_prompts, text_dataset, train_cpt)
+from mclab.finetuning import split_by_paraphrase
+from mclab.pretraining import (chunk_text, company_corpus, company_validation, medical_corpus,
+                               medical_split, mix_replay, relative_change, replay_prompts,
+                               text_dataset, train_cpt)
 from mclab.training import TrainConfig, TrainingInputError
 
 
@@ -27,9 +29,36 @@ def test_corpora():
     para = company_corpus(company, paraphrases=True)
     assert len(plain) == len(company["documents"]) and para[:len(plain)] == plain
     joined = " ".join(para[len(plain):])
-    assert all(row["answer"] in joined for row in company["train_qa"])
+    trains, validates = split_by_paraphrase(company["train_qa"])  # wordings 0 and 1; 2
+    assert trains and all(row["answer"] in joined for row in trains)
     # eval questions never leak into the training text
     assert not any(item["question"] in joined for item in company["eval_mc"])
+
+
+def test_company_cpt_validates_on_a_wording_it_never_reads():
+    """The third wording of every fact is CPT's validation text, and (where it differs from
+    the other two) is not in what CPT on the documents and fact sheets trains on."""
+    company = load_scenario("company")
+    trains, validates = split_by_paraphrase(company["train_qa"])
+    val = " ".join(company_validation(company))
+    assert validates and all(row["answer"] in val for row in validates)
+    training = " ".join(company_corpus(company, paraphrases=True))
+    trained_answers = {row["answer"] for row in trains}
+    new_words = [row["answer"] for row in validates if row["answer"] not in trained_answers]
+    assert len(new_words) > len(validates) / 2
+    assert not any(answer in training for answer in new_words)
+
+
+def test_medical_cpt_validates_on_held_back_paragraphs():
+    medical = load_scenario("medical")
+    left, held = medical_split(medical, n_val=4)
+    prose = list(medical["train_prose"]["text"])
+    assert held == prose[-4:] and list(left["train_prose"]["text"]) == prose[:-4]
+    assert not set(held) & set(medical_corpus(left))
+    assert len(medical["train_prose"]) == len(prose)  # the scenario itself is untouched
+    for bad in (0, len(prose)):
+        with pytest.raises(TrainingInputError, match="hold back between 1 and"):
+            medical_split(medical, n_val=bad)
 
 
 @pytest.mark.parametrize("n, ratio, extra", [(30, 0.0, 0), (30, 0.25, 10), (10, 0.5, 10),
@@ -64,6 +93,8 @@ def test_bad_input_fails_before_training(runs_dir):
         train_cpt(None, None, ["some text"], TrainConfig(learning_rate=0))
     with pytest.raises(TrainingInputError, match="empty"):
         train_cpt(None, None, ["", "  "], TrainConfig())
+    with pytest.raises(TrainingInputError, match="give eval_texts"):
+        train_cpt(None, None, ["some text"], TrainConfig(patience=2, eval_steps=4))
     assert not runs_dir.exists()
 
 
@@ -75,6 +106,20 @@ def test_a_short_cpt_run_lowers_the_loss(runs_dir, load_tiny):
                                                       optimizer="adafactor", run_name="cpt"))
     assert len(result.losses) == 4 and result.losses[-1] < result.losses[0]
     assert result.tokens > 0 and (result.run_dir / "train_config.json").is_file()
+
+
+def test_cpt_stops_on_its_validation_texts(runs_dir, load_tiny):
+    """With eval_texts and patience, CPT logs the loss on them and keeps its best step."""
+    model, tok = load_tiny()
+    texts = ["The Zorblax lesion is a violet plaque on the Quenmar fold of the left elbow."] * 4
+    result = train_cpt(model, tok, texts, TrainConfig(learning_rate=5e-2, max_steps=6,
+                                                      batch_size=2, max_length=32,
+                                                      optimizer="adafactor", run_name="cpt",
+                                                      eval_steps=1, patience=1),
+                       eval_texts=["A violet plaque on the elbow fold is a Zorblax lesion."])
+    losses = [(row["step"], row["eval_loss"]) for row in result.history if "eval_loss" in row]
+    assert losses and result.best_step == min(losses, key=lambda s: s[1])[0]
+    assert not list(result.run_dir.glob("checkpoint-*"))
 
 
 def test_relative_change_and_text_dataset():

@@ -101,36 +101,6 @@ def test_every_reported_method_is_built_from_recipes():
         assert "recipes." in source + "".join(inspect.getsource(f) for f in callees), m.name
 
 
-def test_medical_sft_steps_are_the_ones_chosen_on_validation():
-    """tools/choose_medical_sft_steps.py writes its choice (validation loss, never the evals);
-    the recipe must carry it. 03's demo budget is smaller, never larger."""
-    recipe = recipes.MEDICAL_SFT
-    demo, full = recipe.demo.max_steps, recipe.training.max_steps
-    assert demo.full <= full.full and demo.quick <= full.quick
-    record = Path(__file__).resolve().parent.parent / "reports" / "medical_sft_steps.json"
-    if not record.exists():
-        pytest.skip("reports/medical_sft_steps.json not written yet: run "
-                    "tools/choose_medical_sft_steps.py in full mode")
-    chosen = json.loads(record.read_text())
-    assert chosen["mode"] == "full" and chosen["chosen_steps"] == full.full
-
-
-def test_medical_rows_refuse_steps_not_chosen_on_validation(tmp_path, monkeypatch):
-    from mclab.methods import check_medical_sft_steps
-    from mclab.training import TrainingInputError
-
-    monkeypatch.setenv("MCLAB_QUICK", "0")
-    record = tmp_path / "medical_sft_steps.json"
-    with pytest.raises(TrainingInputError, match="not chosen yet"):
-        check_medical_sft_steps(record)
-    steps = recipes.MEDICAL_SFT.training.max_steps.full
-    record.write_text(json.dumps({"mode": "full", "chosen_steps": steps + 1}))
-    with pytest.raises(TrainingInputError, match=f"trains {steps} steps, validation chose"):
-        check_medical_sft_steps(record)
-    record.write_text(json.dumps({"mode": "full", "chosen_steps": steps}))
-    check_medical_sft_steps(record)
-
-
 def recorded(name: str) -> dict:
     """A recipe's full-mode sweep record (reports/settings/<name>.json), or skip the test."""
     from mclab import sweeps
@@ -252,3 +222,24 @@ def test_prefix_settings_are_the_ones_chosen_on_validation(monkeypatch):
     tried = {t["setting"]["virtual_tokens"] for t in record["trials"]}
     assert min(tried) < recipe.virtual_tokens < max(tried)  # the length is bracketed
     _stops_on_the_sweeps_split("PREFIX", record)
+
+
+@pytest.mark.parametrize("name", ["MEDICAL_SFT", "CPT"])
+def test_medical_and_cpt_rates_are_the_ones_chosen_on_validation(name):
+    """tools/choose_settings.py swept each rate with the recipe's own early stopping and cap
+    (reports/settings/<name>.json): medical SFT on sft_val.jsonl's chats, CPT on held-back
+    dermatology paragraphs. The recipe trains the chosen rate under the same budget, the
+    rate is bracketed by the grid, and 03's demo takes the same rate for fewer steps."""
+    record = recorded(name)
+    recipe = getattr(recipes, name)
+    training = recipe.training
+    assert training.learning_rate == record["choice"]["learning_rate"]
+    assert record["budget"] == {"max_steps": training.max_steps.full,
+                                "eval_steps": training.eval_steps.full,
+                                "patience": training.patience}
+    rates = sorted(t["setting"]["learning_rate"] for t in record["trials"])
+    assert rates[0] < training.learning_rate < rates[-1]
+    demo = recipe.demo
+    assert demo.learning_rate == training.learning_rate
+    assert demo.batch_size == training.batch_size and demo.max_length == training.max_length
+    assert demo.max_steps.full <= training.max_steps.full

@@ -26,6 +26,8 @@ def _tool():
     ("FULL_SFT", [{"learning_rat": 1e-4}], "unknown settings"),
     ("FULL_SFT", [{"r": 8}], "no adapter field"),
     ("PREFIX", [{"r": 8}], "no adapter field"),
+    ("CPT", [{"r": 8}], "no adapter field"),
+    ("CPT", [{"lr": 1e-4}], "unknown settings"),
 ])
 def test_bad_sweeps_fail_before_training(recipe, grid, message):
     with pytest.raises(sweeps.SweepError, match=message):

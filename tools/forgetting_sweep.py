@@ -1,8 +1,8 @@
 """Choose 03's forgetting setting on validation texts (never the held-out evals).
 
-Trains `recipes.CPT.forgetting` on dermatology text with the last `N_VAL` training
-paragraphs held back, at the learning rates given, and records medical and general
-perplexity every two steps on validation texts: the held-back paragraphs, and a few
+Trains `recipes.CPT.forgetting` on dermatology text with the last training paragraphs held
+back (`pretraining.medical_split`), at the learning rates given, and records medical and
+general perplexity every two steps on validation texts: the held-back paragraphs, and a few
 company documents (text from outside dermatology that no eval uses for general
 perplexity). The last rate also runs with replay. Writes reports/forgetting_sweep.json.
 
@@ -21,18 +21,18 @@ from mclab.config import get_settings, setup
 from mclab.curves import LiveCurves
 from mclab.data import load_scenario
 from mclab.models import load_model
-from mclab.pretraining import chunk_text, generate_replay, medical_corpus, mix_replay, train_cpt
+from mclab.pretraining import (chunk_text, generate_replay, medical_corpus, medical_split,
+                               mix_replay, train_cpt)
 
-N_VAL = 4  # training paragraphs held back as medical validation
 N_GENERAL_VAL = 4  # company documents used as general validation
 
 
-def validation_sets(medical, company, tokenizer, max_length):
-    held = medical["train_prose"].select(range(len(medical["train_prose"]) - N_VAL,
-                                               len(medical["train_prose"])))
+def validation_sets(medical, company):
+    """Probe texts (the held-back dermatology paragraphs of `medical_split`, a few company
+    documents) and the dermatology training prose that is left."""
+    left, held = medical_split(medical)
     general = [f"{d['title']}. {d['text']}" for d in list(company["documents"])[:N_GENERAL_VAL]]
-    return ({"medical (val)": list(held["text"]), "general (val)": general},
-            medical["train_prose"].select(range(len(medical["train_prose"]) - N_VAL)))
+    return {"medical (val)": held, "general (val)": general}, left["train_prose"]
 
 
 def main(lrs):
@@ -40,7 +40,7 @@ def main(lrs):
     cpt = recipes.CPT
     medical, company = load_scenario("medical"), load_scenario("company")
     model, tokenizer = load_model()
-    probes, train_prose = validation_sets(medical, company, tokenizer, cpt.training.max_length)
+    probes, train_prose = validation_sets(medical, company)
     corpus = [p for t in medical_corpus({**medical, "train_prose": train_prose})
               for p in chunk_text(t, tokenizer, cpt.training.max_length)]
     replay = generate_replay(model, tokenizer, n=cpt.replay_texts.get(),

@@ -2,7 +2,7 @@
 
 Every glossary term that `eval_mc.jsonl` does not test becomes one question whose answer is
 its glossary definition, word for word; every 6th of them (in glossary order) goes to the
-validation file, which chooses the number of SFT steps (`tools/choose_medical_sft_steps.py`).
+validation file, which stops SFT and chose its rate (`tools/choose_settings.py MEDICAL_SFT`).
 The eval's terms are left out of both files, so fine-tuning never sees an eval answer
 written as a chat (`mclab.data` refuses a file that breaks this). Deterministic: rerunning
 it rewrites the same two files.
