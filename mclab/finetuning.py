@@ -17,7 +17,10 @@ from .training import TrainingInputError, chat_example
 SFT_DATASETS = ("company", "local", "medical")
 
 
-def split_by_paraphrase(train_qa, held_out: int | None = 2,
+VALIDATION_WORDING = 2  # the paraphrase of each company fact that validates (SFT and CPT)
+
+
+def split_by_paraphrase(train_qa, held_out: int | None = VALIDATION_WORDING,
                         train_on: tuple[int, ...] = (0, 1)) -> tuple[list[dict], list[dict]]:
     """Company QA rows split by wording: the `held_out`-th paraphrase of each fact validates.
 
@@ -81,7 +84,8 @@ def sft_data(name: str, company: dict | None = None, local: dict | None = None,
 
     if name == "company":
         company = company or load_scenario("company")
-        held_out = None if 2 in train_on else 2  # all three wordings train: none validates
+        # all three wordings train: none validates
+        held_out = None if VALIDATION_WORDING in train_on else VALIDATION_WORDING
         train_rows, val_rows = split_by_paraphrase(company["train_qa"], held_out, train_on)
         train, val = company_examples(train_rows), company_examples(val_rows)
     elif name == "local":

@@ -273,7 +273,7 @@ def _cpt(ctx, texts: list[str], name: str) -> dict:
     train, val = (pieces(t, tok, training.max_length)
                   for t in (texts, company_validation(ctx.company)))
     run = train_cpt(model, tok, train, training.config(f"report-{name}"), eval_texts=val)
-    return {**trained(ctx, run, tok), **_cpt_stopped(run)}
+    return {**trained(ctx, run, tok), **_early_stopped(run, "cpt")}
 
 
 def _train_medical_cpt(ctx):
@@ -293,7 +293,7 @@ def _train_medical_cpt(ctx):
 
 def run_cpt_medical(ctx):
     result, tok = _train_medical_cpt(ctx)
-    return {**trained(ctx, result, tok), **_cpt_stopped(result)}
+    return {**trained(ctx, result, tok), **_early_stopped(result, "cpt")}
 
 
 def run_cpt_documents(ctx):
@@ -330,18 +330,13 @@ def validation_curve(result) -> list[list[float]]:
     return [[row["step"], row["eval_loss"]] for row in result.history if "eval_loss" in row]
 
 
-def _early_stopped(result) -> dict:
-    """A row trained until its validation loss stopped falling: its steps, the
-    step whose weights it kept, and its validation curve."""
-    return {"steps": result.steps, "best_step": result.best_step,
-            "sft_validation_loss": validation_curve(result)}
-
-
-def _cpt_stopped(result) -> dict:
-    """A CPT run stopped by its validation loss: its steps, the step whose weights it kept,
-    and its validation curve."""
-    return {"cpt_steps": result.steps, "cpt_best_step": result.best_step,
-            "cpt_validation_loss": validation_curve(result)}
+def _early_stopped(result, stage: str = "sft") -> dict:
+    """A row (or its `stage`, "sft" or "cpt") trained until its validation loss stopped
+    falling: its steps, the step whose weights it kept, and its validation curve (a CPT
+    stage's keys start with "cpt_")."""
+    first = "" if stage == "sft" else f"{stage}_"
+    return {f"{first}steps": result.steps, f"{first}best_step": result.best_step,
+            f"{stage}_validation_loss": validation_curve(result)}
 
 
 def run_medical_sft(ctx):
@@ -362,7 +357,7 @@ def run_cpt_then_medical_sft(ctx):
     row = trained(ctx, sft, tok, parts=MEDICAL_PARTS)
     return {**row, "train_seconds": row["train_seconds"] + cpt.seconds,
             "cpt_train_seconds": cpt.seconds, "cpt_stage_medical_perplexity": cpt_ppl,
-            **_early_stopped(sft), **_cpt_stopped(cpt)}
+            **_early_stopped(sft), **_early_stopped(cpt, "cpt")}
 
 
 # --------------------------------------------------------------------------- fine-tuning

@@ -53,9 +53,15 @@ def chunk_text(text: str, tokenizer, max_tokens: int) -> list[str]:
 
 
 def medical_corpus(medical: dict, glossary_group: int = 6) -> list[str]:
-    """The dermatology training text: the prose paragraphs plus the glossary as short paragraphs."""
+    """The dermatology training text: the prose paragraphs plus the glossary as short paragraphs.
+
+    The glossary entries of the medical SFT validation chats (`sft_val.jsonl`, whose answers
+    are those definitions word for word) are left out: SFT after CPT stops on those chats,
+    so CPT must not have read their answers. The eval's terms stay: whether what CPT read
+    becomes usable is what the eval tests."""
     texts = list(medical["train_prose"]["text"])
-    glossary = list(medical["glossary"])
+    validates = {row["term"] for row in medical["sft_val"]} if "sft_val" in medical else set()
+    glossary = [g for g in medical["glossary"] if g["term"] not in validates]
     for start in range(0, len(glossary), glossary_group):
         group = glossary[start:start + glossary_group]
         texts.append(" ".join(f"{g['term'].capitalize()}: {g['definition']}" for g in group))
@@ -63,10 +69,9 @@ def medical_corpus(medical: dict, glossary_group: int = 6) -> list[str]:
 
 
 # The wordings of `train_qa` that CPT's fact sheets train on; the third validates, as it does
-# for company SFT (`finetuning.sft_data`): CPT on the documents stops when the loss on facts
-# stated in words it never read has stopped falling.
+# for company SFT (`finetuning.VALIDATION_WORDING`): CPT on the documents stops when the loss
+# on facts stated in words it never read has stopped falling.
 TRAIN_WORDINGS = (0, 1)
-VALIDATION_WORDING = 2
 MEDICAL_VAL_PARAGRAPHS = 4  # the last training paragraphs, held back to validate CPT
 
 
@@ -104,6 +109,8 @@ def fact_sheets(company: dict, wordings: tuple[int, ...]) -> list[str]:
 def company_validation(company: dict) -> list[str]:
     """CPT on the company documents validates on the facts in their third wording, which
     neither the documents nor the fact sheets it trains on contain word for word."""
+    from .finetuning import VALIDATION_WORDING
+
     return fact_sheets(company, (VALIDATION_WORDING,))
 
 
@@ -172,16 +179,18 @@ def mix_replay(domain: list[str], replay: list[str], ratio: float, seed: int = 0
 
 def medical_cpt_texts(model, tokenizer, recipe, seed: int = 0) -> tuple[list[str], list[str]]:
     """(training pieces, validation pieces) of CPT + replay on dermatology (`recipe`:
-    `recipes.CPT`): the training paragraphs but the last few and the glossary, mixed with
-    replay paragraphs the base `model` writes; validation is the held-back paragraphs."""
+    `recipes.CPT`): the pieces of the training paragraphs but the last few and of the
+    glossary, mixed with replay paragraphs the base `model` writes so that `replay_ratio`
+    of the pieces are replay (as in 03); validation is the held-back paragraphs' pieces."""
     from .data import load_scenario
 
     replay = generate_replay(model, tokenizer, n=recipe.replay_texts.get(),
                              max_new_tokens=recipe.replay_tokens.get())
     medical, held = medical_split(load_scenario("medical"))
-    texts = mix_replay(medical_corpus(medical), replay, recipe.replay_ratio, seed=seed)
     length = recipe.training.max_length
-    return pieces(texts, tokenizer, length), pieces(held, tokenizer, length)
+    domain = pieces(medical_corpus(medical), tokenizer, length)
+    mixed = mix_replay(domain, pieces(replay, tokenizer, length), recipe.replay_ratio, seed=seed)
+    return mixed, pieces(held, tokenizer, length)
 
 
 def text_dataset(texts: list[str]):
@@ -198,9 +207,6 @@ def train_cpt(model, tokenizer, texts: list[str], cfg: TrainConfig, peft_config=
     """Continued pre-training: the shared training path on a plain-text dataset; with
     `eval_texts`, the loss on them is logged (and early stopping, `cfg.patience`, uses it)."""
     cfg.validate()
-    if cfg.patience and not eval_texts:
-        raise TrainingInputError(f"patience={cfg.patience} stops on the validation loss: give "
-                                 "eval_texts (held-back training text, never the eval)")
     evals = text_dataset(eval_texts) if eval_texts else None
     return train_sft(model, tokenizer, text_dataset(texts), cfg, peft_config=peft_config,
                      callbacks=callbacks, eval_dataset=evals)

@@ -146,16 +146,12 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
     from .training import train_sft
 
     recipe = check(recipe_name, grid)
-    train, val = data(recipe_name, recipe, n_val, load=load)
     mode = get_settings().mode
+    mine = {"recipe": recipe_name, "mode": mode, "budget": dataclasses.asdict(budget)}
+    _check_extension(previous, mine)  # before any model loads (CPT's data needs one)
+    train, val = data(recipe_name, recipe, n_val, load=load)
+    _check_extension(previous, {"training_rows": len(train), "validation_rows": len(val)})
     trials = list(previous["trials"]) if previous else []
-    if previous:  # before anything trains
-        mine = {"recipe": recipe_name, "mode": mode, "budget": dataclasses.asdict(budget),
-                "training_rows": len(train), "validation_rows": len(val)}
-        differ = {k: (previous.get(k), v) for k, v in mine.items() if previous.get(k) != v}
-        if differ:
-            raise SweepError(f"cannot extend that sweep, it differs in {differ} (theirs, "
-                             "ours): run the whole grid again without extending")
     tried = [json.loads(json.dumps(t["setting"])) for t in trials]
     todo = [s for s in grid if json.loads(json.dumps(s)) not in tried]
     start = time.perf_counter()
@@ -187,6 +183,15 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
             "trials": trials, "choice": trials[chosen]["setting"],
             "choice_steps": trials[chosen]["best_step"],
             "seconds": time.perf_counter() - start + (previous or {}).get("seconds", 0.0)}
+
+
+def _check_extension(previous: dict | None, mine: dict) -> None:
+    """Refuse to extend an earlier sweep that differs from this one in any of `mine`."""
+    differ = {k: (previous.get(k), v) for k, v in mine.items()
+              if previous is not None and previous.get(k) != v}
+    if differ:
+        raise SweepError(f"cannot extend that sweep, it differs in {differ} (theirs, ours): "
+                         "run the whole grid again without extending")
 
 
 def record_path(recipe_name: str) -> Path:

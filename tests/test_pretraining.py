@@ -22,7 +22,14 @@ def test_chunks_respect_the_token_limit(model_and_tokenizer):
 def test_corpora():
     medical, company = load_scenario("medical"), load_scenario("company")
     texts = medical_corpus(medical)
-    assert len(texts) == len(medical["train_prose"]) + -(-len(medical["glossary"]) // 6)
+    validates = {row["term"] for row in medical["sft_val"]}
+    kept = [g for g in medical["glossary"] if g["term"] not in validates]
+    assert len(kept) < len(medical["glossary"])
+    assert len(texts) == len(medical["train_prose"]) + -(-len(kept) // 6)
+    # SFT after CPT stops on sft_val: CPT never reads those answers (the eval's terms it does)
+    joined = " ".join(texts)
+    assert not any(row["answer"] in joined for row in medical["sft_val"])
+    assert all(row["answer"] in joined for row in medical["sft_train"])
     held_out = set(medical["heldout_prose"]["text"])
     assert not held_out & set(texts)
     plain = company_corpus(company)
@@ -54,7 +61,8 @@ def test_medical_cpt_validates_on_held_back_paragraphs():
     left, held = medical_split(medical, n_val=4)
     prose = list(medical["train_prose"]["text"])
     assert held == prose[-4:] and list(left["train_prose"]["text"]) == prose[:-4]
-    assert not set(held) & set(medical_corpus(left))
+    training = " ".join(medical_corpus(left))
+    assert not any(text[:80] in training for text in held)
     assert len(medical["train_prose"]) == len(prose)  # the scenario itself is untouched
     for bad in (0, len(prose)):
         with pytest.raises(TrainingInputError, match="hold back between 1 and"):
@@ -88,12 +96,30 @@ def test_replay_prompts_are_seeded():
     assert len(set(replay_prompts(30, 0))) >= 20
 
 
+def test_cpt_plus_replay_data_has_the_recipes_replay_share(load_tiny, monkeypatch):
+    """The report's CPT + replay data (`medical_cpt_texts`, also what its sweep trains on):
+    a quarter of the training pieces are replay, as in 03, and validation is the held-back
+    paragraphs, which training never reads."""
+    from mclab import pretraining, recipes
+
+    _, tok = load_tiny()
+    replay = [f"General paragraph number {i} about bread, rain and trains." for i in range(5)]
+    monkeypatch.setattr(pretraining, "generate_replay", lambda *a, **k: replay)
+    train, val = pretraining.medical_cpt_texts(None, tok, recipes.CPT, seed=0)
+    n_replay = sum(t in replay for t in train)
+    assert n_replay == round((len(train) - n_replay) * recipes.CPT.replay_ratio
+                             / (1 - recipes.CPT.replay_ratio))
+    _, held = medical_split(load_scenario("medical"))
+    assert val and " ".join(val).split() == " ".join(held).split()
+    assert not any(piece in train for piece in val)
+
+
 def test_bad_input_fails_before_training(runs_dir):
     with pytest.raises(TrainingInputError, match="learning_rate must be positive"):
         train_cpt(None, None, ["some text"], TrainConfig(learning_rate=0))
     with pytest.raises(TrainingInputError, match="empty"):
         train_cpt(None, None, ["", "  "], TrainConfig())
-    with pytest.raises(TrainingInputError, match="give eval_texts"):
+    with pytest.raises(TrainingInputError, match="stops on the validation loss"):
         train_cpt(None, None, ["some text"], TrainConfig(patience=2, eval_steps=4))
     assert not runs_dir.exists()
 

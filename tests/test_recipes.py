@@ -40,6 +40,10 @@ def _top_level_calls(tree: ast.Module):
     yield from visit(tree)
 
 
+# a recipe's budgets: the report's (`training`), and 03's shorter ones
+TRAINING_FIELDS = ("training", "demo", "forgetting")
+
+
 def settings_drift(tree: ast.Module) -> list[str]:
     """Top-level trainings that do not take a recipe as it is (empty: none)."""
     problems = []
@@ -50,7 +54,7 @@ def settings_drift(tree: ast.Module) -> list[str]:
             problems.append(f"line {call.lineno}: TrainConfig(...) typed in the notebook")
         receiver = func.value if isinstance(func, ast.Attribute) else None
         if name == "config" and isinstance(receiver, ast.Attribute) \
-                and receiver.attr == "training" and call.keywords:
+                and receiver.attr in TRAINING_FIELDS and call.keywords:
             knobs = ", ".join(k.arg or "**" for k in call.keywords)
             problems.append(f"line {call.lineno}: recipe overridden ({knobs})")
     return problems
@@ -74,17 +78,20 @@ def test_notebook_trains_with_the_recipes_settings(notebook):
 def test_the_drift_check_can_fail():
     drifted = ast.parse("cfg = recipes.CPT.training.config('x', learning_rate=1e-3)\n"
                         "other = TrainConfig(learning_rate=1e-3)\n"
-                        "def knob(lr):\n    return recipes.CPT.training.config('w', learning_rate=lr)\n")
+                        "def knob(lr):\n    return recipes.CPT.training.config('w', learning_rate=lr)\n"
+                        "demo = recipes.CPT.demo.config('d', max_steps=3)\n")
     problems = settings_drift(drifted)
-    assert len(problems) == 2 and "learning_rate" in problems[0] and "TrainConfig" in problems[1]
+    assert len(problems) == 3 and "learning_rate" in problems[0] and "TrainConfig" in problems[1]
+    assert "max_steps" in problems[2]
 
 
 @pytest.mark.parametrize("quick", ["1", "0"])
 def test_every_recipe_gives_a_valid_config_in_both_modes(quick, monkeypatch):
     monkeypatch.setenv("MCLAB_QUICK", quick)
     for name, recipe in recipes.BY_NAME.items():
-        if hasattr(recipe, "training"):
-            recipe.training.config(name).validate()
+        for field in TRAINING_FIELDS:
+            if hasattr(recipe, field):
+                getattr(recipe, field).config(name).validate()
     full, fast = recipes.CPT.training.max_steps.full, recipes.CPT.training.max_steps.quick
     assert recipes.CPT.training.config("x").max_steps == (fast if quick == "1" else full)
 

@@ -95,6 +95,19 @@ def test_an_extended_sweep_trains_only_the_new_settings(load_tiny, runs_dir):
                      load=no_training, n_val=4, progress=False, previous=first)
 
 
+def test_a_cpt_extension_that_differs_is_refused_before_a_model_loads(runs_dir):
+    """CPT's data needs the base model (it writes the replay text): a refused extension is
+    refused before that."""
+    def no_model():
+        raise AssertionError("a refused extension must not load a model")
+
+    earlier = {"recipe": "CPT", "mode": "quick", "trials": [],
+               "budget": {"max_steps": 3, "eval_steps": 1, "patience": 1}}
+    with pytest.raises(sweeps.SweepError, match="cannot extend.*budget"):
+        sweeps.sweep("CPT", [{"learning_rate": 1e-4}], sweeps.Budget(2, 1, 1), load=no_model,
+                     progress=False, previous=earlier)
+
+
 def test_describe_names_every_trial_and_the_choice():
     record = {"validation_rows": 30, "budget": {"max_steps": 60},
               "trials": [{"setting": {"size": 16, "learning_rate": 2e-3},
