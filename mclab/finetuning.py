@@ -17,11 +17,15 @@ from .training import TrainingInputError, chat_example
 SFT_DATASETS = ("company", "local", "medical")
 
 
-VALIDATION_WORDING = 2  # the paraphrase of each company fact that validates (SFT and CPT)
+# The paraphrases of each company fact that train and the one that validates, for SFT and
+# for CPT's fact sheets (`pretraining.company_corpus`, `pretraining.company_validation`)
+TRAIN_WORDINGS = (0, 1)
+VALIDATION_WORDING = 2
 
 
 def split_by_paraphrase(train_qa, held_out: int | None = VALIDATION_WORDING,
-                        train_on: tuple[int, ...] = (0, 1)) -> tuple[list[dict], list[dict]]:
+                        train_on: tuple[int, ...] = TRAIN_WORDINGS
+                        ) -> tuple[list[dict], list[dict]]:
     """Company QA rows split by wording: the `held_out`-th paraphrase of each fact validates.
 
     Training keeps the paraphrases numbered in `train_on`. The validation rows ask about
@@ -70,7 +74,7 @@ def style_split(local: dict, n_val: int) -> tuple[list[dict], list[dict]]:
 
 
 def sft_data(name: str, company: dict | None = None, local: dict | None = None,
-             n_train: int | None = None, n_val: int | None = None, train_on=(0, 1)):
+             n_train: int | None = None, n_val: int | None = None, train_on=TRAIN_WORDINGS):
     """(train, validation) `datasets.Dataset`s of chats for "company" or "local".
 
     company: QA chats (paraphrases `train_on` train, the third validates unless it trains too:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .evaluation import KnowledgeResult, knowledge_score, perplexity, perplexity_items
+from .finetuning import TRAIN_WORDINGS, VALIDATION_WORDING, split_by_paraphrase
 from .stats import PairedResult, format_p, paired_bootstrap
 from .training import TrainConfig, TrainingInputError, train_sft
 
@@ -60,7 +61,7 @@ def medical_corpus(medical: dict, glossary_group: int = 6) -> list[str]:
     so CPT must not have read their answers. The eval's terms stay: whether what CPT read
     becomes usable is what the eval tests."""
     texts = list(medical["train_prose"]["text"])
-    validates = {row["term"] for row in medical["sft_val"]} if "sft_val" in medical else set()
+    validates = {row["term"] for row in medical["sft_val"]}
     glossary = [g for g in medical["glossary"] if g["term"] not in validates]
     for start in range(0, len(glossary), glossary_group):
         group = glossary[start:start + glossary_group]
@@ -68,10 +69,6 @@ def medical_corpus(medical: dict, glossary_group: int = 6) -> list[str]:
     return texts
 
 
-# The wordings of `train_qa` that CPT's fact sheets train on; the third validates, as it does
-# for company SFT (`finetuning.VALIDATION_WORDING`): CPT on the documents stops when the loss
-# on facts stated in words it never read has stopped falling.
-TRAIN_WORDINGS = (0, 1)
 MEDICAL_VAL_PARAGRAPHS = 4  # the last training paragraphs, held back to validate CPT
 
 
@@ -83,7 +80,9 @@ def company_corpus(company: dict, paraphrases: bool = False) -> list[str]:
     with a large model, we reuse the hand-written answer sentences of every fact in
     `train_qa` (training data, never the eval questions): fact sheet k of a document lists
     the k-th wording of each of its facts, so each fact appears in two more phrasings
-    (`TRAIN_WORDINGS`; the third is `company_validation`'s).
+    (`finetuning.TRAIN_WORDINGS`, as for company SFT; the third is `company_validation`'s:
+    CPT on the documents stops when the loss on facts stated in words it never read has
+    stopped falling).
     """
     docs = list(company["documents"])
     texts = [f"{d['title']}. {d['text']}" for d in docs]
@@ -94,8 +93,6 @@ def fact_sheets(company: dict, wordings: tuple[int, ...]) -> list[str]:
     """One text per document and wording k in `wordings`: the k-th answer sentence of each
     of the document's facts in `train_qa` (numbered as `finetuning.split_by_paraphrase`
     numbers them for company SFT)."""
-    from .finetuning import split_by_paraphrase
-
     titles = {d["id"]: d["title"] for d in company["documents"]}
     texts = []
     for k in wordings:
@@ -109,8 +106,6 @@ def fact_sheets(company: dict, wordings: tuple[int, ...]) -> list[str]:
 def company_validation(company: dict) -> list[str]:
     """CPT on the company documents validates on the facts in their third wording, which
     neither the documents nor the fact sheets it trains on contain word for word."""
-    from .finetuning import VALIDATION_WORDING
-
     return fact_sheets(company, (VALIDATION_WORDING,))
 
 

@@ -21,8 +21,8 @@ from mclab.config import get_settings, setup
 from mclab.curves import LiveCurves
 from mclab.data import load_scenario
 from mclab.models import load_model
-from mclab.pretraining import (chunk_text, generate_replay, medical_corpus, medical_split,
-                               mix_replay, train_cpt)
+from mclab.pretraining import (generate_replay, medical_corpus, medical_split, mix_replay,
+                               pieces, train_cpt)
 
 N_GENERAL_VAL = 4  # company documents used as general validation
 
@@ -41,8 +41,8 @@ def main(lrs):
     medical, company = load_scenario("medical"), load_scenario("company")
     model, tokenizer = load_model()
     probes, train_prose = validation_sets(medical, company)
-    corpus = [p for t in medical_corpus({**medical, "train_prose": train_prose})
-              for p in chunk_text(t, tokenizer, cpt.training.max_length)]
+    corpus = pieces(medical_corpus({**medical, "train_prose": train_prose}), tokenizer,
+                    cpt.training.max_length)
     replay = generate_replay(model, tokenizer, n=cpt.replay_texts.get(),
                              max_new_tokens=cpt.replay_tokens.get())
     del model
