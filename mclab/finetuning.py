@@ -73,6 +73,21 @@ def style_split(local: dict, n_val: int) -> tuple[list[dict], list[dict]]:
     return [r for r in rows if r["id"] not in val_ids], val
 
 
+LOCAL_VAL_EVERY = 8  # every 8th training rewrite validates
+
+
+def local_split(rows) -> tuple[list, list]:
+    """(train, validation) rows of the training rewrites: every `LOCAL_VAL_EVERY`-th pair
+    validates, held out from training (the eval set stays untouched). Local SFT trains and
+    stops on it; GRPO trains on the same training rows' prompts and stops on the validation
+    ones; DPO's and GRPO's settings are chosen on the validation rewrites
+    (`mclab.rl_sweeps`)."""
+    rows = list(rows)
+    last = LOCAL_VAL_EVERY - 1
+    return ([r for i, r in enumerate(rows) if i % LOCAL_VAL_EVERY != last],
+            [r for i, r in enumerate(rows) if i % LOCAL_VAL_EVERY == last])
+
+
 def sft_data(name: str, company: dict | None = None, local: dict | None = None,
              n_train: int | None = None, n_val: int | None = None, train_on=TRAIN_WORDINGS):
     """(train, validation) `datasets.Dataset`s of chats for "company" or "local".
@@ -94,10 +109,7 @@ def sft_data(name: str, company: dict | None = None, local: dict | None = None,
         train, val = company_examples(train_rows), company_examples(val_rows)
     elif name == "local":
         local = local or load_scenario("local")
-        rows = list(local["rewrites_train"])
-        # every 8th pair validates (held out from training; the eval set stays untouched)
-        train = style_examples([r for i, r in enumerate(rows) if i % 8 != 7])
-        val = style_examples([r for i, r in enumerate(rows) if i % 8 == 7])
+        train, val = map(style_examples, local_split(local["rewrites_train"]))
     elif name == "medical":  # term -> definition; the eval's terms are in neither file
         medical = load_scenario("medical")
         train, val = (medical_examples(medical[split]) for split in ("sft_train", "sft_val"))

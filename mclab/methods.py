@@ -325,16 +325,21 @@ def _train_medical_sft(model, tok, name: str):
                      eval_dataset=val)
 
 
-def validation_curve(result) -> list[list[float]]:
-    """[step, validation loss] pairs a training result logged."""
-    return [[row["step"], row["eval_loss"]] for row in result.history if "eval_loss" in row]
+def validation_curve(result, key: str = "eval_loss") -> list[list[float]]:
+    """[step, validation value] pairs a training result logged (`key`: the loss, or GRPO's
+    "eval_reward")."""
+    return [[row["step"], row[key]] for row in result.history if row.get(key) is not None]
 
 
 def _early_stopped(result, stage: str = "sft") -> dict:
-    """A row (or its `stage`, "sft" or "cpt") trained until its validation loss stopped
-    falling: its steps, the step whose weights it kept, and its validation curve (a CPT
-    stage's keys start with "cpt_")."""
+    """A row (or its `stage`: "sft", "cpt", "dpo" or "grpo") trained until its validation
+    signal stopped improving: its steps, the step whose weights it kept, and its validation
+    curve (a stage's keys other than SFT's start with its name; GRPO's curve is the mean
+    reward of its validation prompts' completions, every other one a loss)."""
     first = "" if stage == "sft" else f"{stage}_"
+    if stage == "grpo":
+        return {f"{first}steps": result.steps, f"{first}best_step": result.best_step,
+                "grpo_validation_reward": validation_curve(result, "eval_reward")}
     return {f"{first}steps": result.steps, f"{first}best_step": result.best_step,
             f"{stage}_validation_loss": validation_curve(result)}
 
@@ -422,17 +427,61 @@ def run_bottleneck(ctx):
             **training_costs(result, save=lambda p: save_adapters(result.model, p))}
 
 
-def _local_sft(ctx):
-    """The SFT (LoRA) model that DPO and GRPO start from: its costs (and where its early
-    stopping stopped), merged model, tokenizer."""
+def train_local_sft(model, tok, run_name: str = "report-rl-sft"):
+    """The SFT (LoRA) run that DPO and GRPO start from, as the report and the RL sweeps
+    (`mclab.rl_sweeps`) train it: until the loss on every 8th training rewrite stops
+    falling. The `TrainResult`."""
     from .sweeps import data
     from .training import train_sft
 
     recipe = recipes.LOCAL_SFT
-    model, tok = ctx.base()
     train, val = data("LOCAL_SFT", recipe)  # every 8th training rewrite validates
-    sft = train_sft(model, tok, train, recipe.training.config("report-rl-sft"),
-                    eval_dataset=val, peft_config=recipe.lora.config())
+    return train_sft(model, tok, train, recipe.training.config(run_name), eval_dataset=val,
+                     peft_config=recipe.lora.config())
+
+
+def train_dpo_recipe(model, tok, preferences, run_name: str = "report-dpo",
+                     beta: float | None = None, **overrides):
+    """`recipes.DPO` from `model` (the local SFT model), as the report row and the DPO
+    sweep train it: on the preference pairs but every `heldout_every`-th, until the DPO loss
+    on those stops falling. `overrides`: a sweep's training settings and budget."""
+    from . import rl
+    from .data import subset
+
+    recipe = recipes.DPO
+    train, val = rl.preference_split(preferences, recipe.heldout_every)
+    val = subset(val, recipe.n_val.get())  # all of them but in quick mode
+    return rl.train_dpo(model, tok, train, recipe.training.config(run_name, **overrides),
+                        beta=recipe.beta if beta is None else beta,
+                        peft_config=recipe.lora.config(), eval_dataset=val)
+
+
+def train_grpo_recipe(model, tok, rewrites_train, lexicon, embedder,
+                      run_name: str = "report-grpo", **overrides):
+    """`recipes.GRPO` from `model` (the local SFT model), as the report row and the GRPO
+    sweep train it: on the prompts of the local SFT's training rewrites, until the reward of
+    the completions sampled for its validation rewrites' prompts stops rising."""
+    from . import rl
+    from .data import subset
+    from .finetuning import local_split
+    from .scorecard import local_prompt
+
+    recipe = recipes.GRPO
+    train, val = (rl.rewrite_prompts(rows, local_prompt) for rows in local_split(rewrites_train))
+    val = subset(val, recipe.n_val.get())  # all of them but in quick mode
+    return rl.train_grpo(model, tok, train, rl.make_reward_funcs(lexicon, embedder),
+                         recipe.training.config(run_name, **overrides),
+                         num_generations=recipe.num_generations,
+                         max_completion_length=recipe.max_completion_length,
+                         reward_weights=rl.RewardWeights().as_list(),
+                         peft_config=recipe.lora.config(), eval_prompts=val)
+
+
+def _local_sft(ctx):
+    """The SFT (LoRA) model that DPO and GRPO start from: its costs (and where its early
+    stopping stopped), merged model, tokenizer."""
+    model, tok = ctx.base()
+    sft = train_local_sft(model, tok)
     return training_costs(sft), _early_stopped(sft), sft.model.merge_and_unload(), tok
 
 
@@ -450,30 +499,18 @@ def _after_sft(row: dict, sft_costs: dict, stopped: dict) -> dict:
 
 
 def run_dpo(ctx):
-    from . import rl
-
-    recipe = recipes.DPO
     sft_costs, stopped, sft_model, tok = _local_sft(ctx)
-    train, _ = rl.preference_split(ctx.local["preferences"], recipe.heldout_every)
-    dpo = rl.train_dpo(sft_model, tok, train, recipe.training.config("report-dpo"),
-                       beta=recipe.beta, peft_config=recipe.lora.config())
-    return _after_sft(trained(ctx, dpo, tok), sft_costs, stopped)
+    dpo = train_dpo_recipe(sft_model, tok, ctx.local["preferences"])
+    return {**_after_sft(trained(ctx, dpo, tok), sft_costs, stopped),
+            **_early_stopped(dpo, stage="dpo")}
 
 
 def run_grpo(ctx):
-    from . import rl
-    from .scorecard import local_prompt
-
-    recipe = recipes.GRPO
     sft_costs, stopped, sft_model, tok = _local_sft(ctx)
-    funcs = rl.make_reward_funcs(ctx.sets["lexicon"], ctx.embedder)
-    prompts = rl.rewrite_prompts(ctx.local["rewrites_train"], local_prompt)
-    grpo = rl.train_grpo(sft_model, tok, prompts, funcs, recipe.training.config("report-grpo"),
-                         num_generations=recipe.num_generations,
-                         max_completion_length=recipe.max_completion_length,
-                         reward_weights=rl.RewardWeights().as_list(),
-                         peft_config=recipe.lora.config())
-    return _after_sft(trained(ctx, grpo, tok), sft_costs, stopped)
+    grpo = train_grpo_recipe(sft_model, tok, ctx.local["rewrites_train"], ctx.sets["lexicon"],
+                             ctx.embedder)
+    return {**_after_sft(trained(ctx, grpo, tok), sft_costs, stopped),
+            **_early_stopped(grpo, stage="grpo")}
 
 
 # ------------------------------------------------------------ how trained methods serve

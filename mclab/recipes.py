@@ -65,7 +65,7 @@ class Training:
     max_grad_norm: float = 1.0  # 0: no clipping of the gradients' global norm
     step_in_backward: bool | OnDevice = False  # `TrainConfig.step_in_backward`
     eval_steps: int | Sized = 0
-    patience: int = 0  # > 0: early stopping on the validation loss (`TrainConfig.patience`)
+    patience: int = 0  # > 0: early stopping on a validation set (`TrainConfig.patience`)
 
     def config(self, run_name: str, **overrides):
         """A `TrainConfig` for this mode; `overrides` are for knobs a student turns."""
@@ -315,28 +315,60 @@ class LocalSft:
     lora: Lora = Lora()
 
 
+DPO_TRAINING = Training(learning_rate=2e-4, max_steps=Sized(2, 75), batch_size=4,
+                       micro_batch=OnDevice(cpu=1, gpu=None), max_length=128,
+                       eval_steps=Sized(1, 5), patience=2)
+
+
 @dataclass(frozen=True)
 class Dpo:
+    """DPO from the local SFT model (`LocalSft`), a LoRA on the attention projections. The
+    report's row trains on the preference pairs but every `heldout_every`-th, until the DPO
+    loss on those held-out pairs has not fallen for 2 evaluations 5 steps apart, under a cap
+    of 75 steps of 4 pairs (about 3 passes), and keeps its best evaluation's weights. For one
+    beta that loss compares across steps and rates; across betas it does not (beta scales
+    the log-ratios inside it), so the rate and beta are chosen on what the row is for: the
+    locality of the stopped model's rewrites of the local SFT's validation rewrites
+    (`mclab.rl_sweeps`; reports/settings/DPO.json and docs/how-settings-were-chosen.md say
+    which settings were tried). `demo` is 05's smaller budget, which must fit that
+    notebook's time; 05 says its numbers are not the report's."""
+
     notebook: str = "05_fine_tuning_rl"
-    training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 12), batch_size=4,
-                                  micro_batch=OnDevice(cpu=1, gpu=None), max_length=128)
+    training: Training = DPO_TRAINING
+    demo: Training = replace(DPO_TRAINING, max_steps=Sized(1, 12), eval_steps=0, patience=0)
     beta: float = 0.1
-    heldout_every: int = 6  # every 6th pair is held out (the 6th, 12th, ...)
+    heldout_every: int = 6  # every 6th pair validates (the 6th, 12th, ...)
+    n_val: Sized = Sized(2, None)  # validation pairs (None: all 19)
     lora: Lora = Lora(targets=("q_proj", "k_proj", "v_proj", "o_proj"))
+
+
+# on a CPU activations are recomputed in the backward pass (trl's own loss, so the run is the
+# same to the bit: the 4 steps of a probe gave identical losses and rewards): measured alone,
+# once, training added 549 MB over the loaded model instead of 706, in 53 s instead of 45
+# (docs/performance.md)
+GRPO_TRAINING = Training(learning_rate=2e-4, max_steps=Sized(2, 40), batch_size=8,
+                         micro_batch=TWO_AT_A_TIME, gradient_checkpointing=RECOMPUTE_ON_CPU,
+                         eval_steps=Sized(1, 5), patience=2)
 
 
 @dataclass(frozen=True)
 class Grpo:
+    """GRPO from the local SFT model, a LoRA on the attention projections, on the prompts of
+    the local SFT's training rewrites (`finetuning.local_split`). GRPO has no validation
+    loss: the report's row stops when the mean reward of the completions it samples for the
+    validation rewrites' prompts has not risen for 2 evaluations 5 steps apart, under a cap
+    of 40 steps of 2 prompts x 4 completions, and keeps its best evaluation's weights. The
+    rate is chosen, like DPO's, on the locality of the stopped model's rewrites of the
+    validation rewrites (`mclab.rl_sweeps`, reports/settings/GRPO.json once it has run:
+    docs/how-settings-were-chosen.md). `demo` is 05's smaller budget; 05 says its numbers
+    are not the report's."""
+
     notebook: str = "05_fine_tuning_rl"
-    # on a CPU activations are recomputed in the backward pass (trl's own loss, so the run is
-    # the same to the bit: the 4 steps of a probe gave identical losses and rewards): measured
-    # alone, once, training added 549 MB over the loaded model instead of 706, in 53 s
-    # instead of 45 (docs/performance.md)
-    training: Training = Training(learning_rate=2e-4, max_steps=Sized(1, 10), batch_size=8,
-                                  micro_batch=TWO_AT_A_TIME,
-                                  gradient_checkpointing=RECOMPUTE_ON_CPU)
+    training: Training = GRPO_TRAINING
+    demo: Training = replace(GRPO_TRAINING, max_steps=Sized(1, 10), eval_steps=0, patience=0)
     num_generations: int = 4
     max_completion_length: int = 32
+    n_val: Sized = Sized(4, None)  # validation prompts (None: all 28)
     lora: Lora = Lora(targets=("q_proj", "k_proj", "v_proj", "o_proj"))
 
 

@@ -230,12 +230,16 @@ def rewrite_prompts(rows, prompt_fn, system: str | None = None):
 def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None = None,
                num_generations: int = 4, max_completion_length: int = 32,
                reward_weights: list[float] | None = None, beta: float = 0.0,
-               temperature: float = 1.0, peft_config=None) -> TrainResult:
+               temperature: float = 1.0, peft_config=None, eval_prompts=None) -> TrainResult:
     """Group relative policy optimization with trl's GRPOTrainer, on the CPU-safe settings.
 
     `cfg.batch_size` counts completions per step, so it must be a multiple of
     `num_generations` (batch 8 with 4 generations: 2 prompts a step). `cfg.micro_batch`
     completions are trained on at a time (gradient accumulation), which bounds memory.
+    GRPO has no validation loss to stop on: with `eval_prompts` (prompts it never trains on)
+    and `cfg.patience`, it stops when the mean reward of the completions it samples for them
+    (trl's `eval_reward`) has not risen for `patience` evaluations, and keeps the weights of
+    the best one.
     """
     from trl import GRPOConfig, GRPOTrainer
 
@@ -256,7 +260,11 @@ def train_grpo(model, tokenizer, prompts, reward_funcs, cfg: TrainConfig | None 
                                  f"{len(reward_funcs)} reward functions")
     if beta < 0:
         raise TrainingInputError(f"beta (the KL weight) must be >= 0, got {beta}")
+    if eval_prompts is not None and len(eval_prompts) == 0:
+        raise TrainingInputError("the GRPO validation prompt set is empty; give it prompts "
+                                 "the run does not train on, or none")
     return fit(GRPOTrainer, GRPOConfig, model, tokenizer, prompts, cfg, peft_config=peft_config,
+               eval_dataset=eval_prompts, stop_on=("eval_reward", True),
                args=dict(num_generations=num_generations,
                          max_completion_length=new_token_budget(max_completion_length),
                          reward_weights=reward_weights, beta=beta, temperature=temperature,

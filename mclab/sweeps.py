@@ -11,8 +11,9 @@ All the targets here are trained on the same loss, the completion's negative
 log-likelihood, so their validation losses compare across learning rates, ranks, target
 modules, prefix lengths and adapter widths. Continued pre-training (CPT) is swept the same
 way on plain text: every token's negative log-likelihood on dermatology paragraphs held back
-of its training file (`pretraining.medical_split`). (DPO's loss depends on its beta, and
-GRPO has no validation loss: neither is chosen here.)
+of its training file (`pretraining.medical_split`). DPO's loss depends on its beta, and
+GRPO has no validation loss: `mclab.rl_sweeps` chooses them on the locality of the stopped
+model's rewrites of validation sentences, and `sweep` hands them over.
 
     python tools/choose_settings.py FULL_SFT --grid learning_rate=1e-5,3e-5,5e-5,1e-4
 """
@@ -25,13 +26,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import recipes
+from . import recipes, rl_sweeps
+from .rl_sweeps import RL_FIELDS
 
 # what each recipe trains on: the dataset of `finetuning.sft_data`, or 06's style split
 # (06's LoRA and full SFT take 05's and 04's style recipes, swept as LOCAL_SFT and STYLE_SFT)
 DATA = {"FULL_SFT": "company", "LORA_SFT": "company", "STYLE_SFT": "local",
         "LOCAL_SFT": "local", "MEDICAL_SFT": "medical", "PREFIX": "style split",
-        "BOTTLENECK": "style split", "CPT": "dermatology + replay"}
+        "BOTTLENECK": "style split", "CPT": "dermatology + replay",
+        # from the local SFT model, chosen on its validation rewrites' locality (rl_sweeps)
+        "DPO": "preference pairs", "GRPO": "rewrite prompts"}
 ADAPTER_FIELDS = {"r", "alpha", "targets", "virtual_tokens", "size", "where"}
 
 
@@ -55,6 +59,8 @@ def check(recipe_name: str, grid: list[dict]) -> object:
                          f"{sorted(DATA)}")
     if not grid:
         raise SweepError("the grid is empty: give at least one setting")
+    if recipe_name in RL_FIELDS:
+        return rl_sweeps.check(recipe_name, grid)
     recipe = recipes.BY_NAME[recipe_name]
     training = {f.name for f in dataclasses.fields(recipes.Training)}
     for setting in grid:
@@ -145,6 +151,9 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
     from .models import load_model
     from .training import train_sft
 
+    if recipe_name in RL_FIELDS:  # DPO and GRPO: chosen on locality, not a loss
+        return rl_sweeps.sweep(recipe_name, grid, budget, load=load, progress=progress,
+                               previous=previous)
     recipe = check(recipe_name, grid)
     mode = get_settings().mode
     mine = {"recipe": recipe_name, "mode": mode, "budget": dataclasses.asdict(budget)}
@@ -221,9 +230,11 @@ def describe(record: dict) -> str:
         return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                          for k, v in values.items())
 
-    tried = "; ".join(f"{setting(t['setting'])}: {t['best_validation_loss']:.3f}"
-                      for t in record["trials"])
-    return (f"best validation loss on {record['validation_rows']} held-out training rows, "
+    rl = record.get("recipe") in RL_FIELDS
+    key = "validation_locality" if rl else "best_validation_loss"
+    tried = "; ".join(f"{setting(t['setting'])}: {t[key]:.3f}" for t in record["trials"])
+    what = ("locality of the stopped model's rewrites of" if rl else "best validation loss on")
+    return (f"{what} {record['validation_rows']} held-out training rows, "
             f"{record['budget']['max_steps']} steps at most: {tried} "
             f"(chosen: {setting(record['choice'])})")
 

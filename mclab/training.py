@@ -58,7 +58,8 @@ class TrainConfig:
     save: bool | None = None  # None: save adapters (KBs) to run_dir/model, not full weights (520 MB)
     live: bool | None = None  # live loss plot (mclab.curves); None: only inside a notebook
     patience: int = 0  # > 0: early stopping (needs an eval set): stop after this many
-    # evaluations without a lower eval_loss, and end on the weights of the best one
+    # evaluations without a better validation value (a lower eval_loss; GRPO: a higher reward,
+    # `fit`'s stop_on), and end on the weights of the best one
 
     def validate(self) -> None:
         if not self.learning_rate > 0:
@@ -339,25 +340,29 @@ def eval_args(cfg: TrainConfig, n_rows: int) -> dict:
             "per_device_eval_batch_size": cfg.batch_size}
 
 
-def early_stopping_args(every: int) -> dict:
+def early_stopping_args(every: int, metric: str = "eval_loss",
+                        higher_is_better: bool = False) -> dict:
     """transformers' own early stopping: keep a checkpoint (weights only, or only the
-    adapter) at each evaluation, stop after `cfg.patience` evaluations without a lower
-    eval_loss (`EarlyStoppingCallback`), and load the best checkpoint at the end."""
+    adapter) at each evaluation, stop after `cfg.patience` evaluations without a better
+    `metric` (a lower eval_loss by default; `EarlyStoppingCallback`), and load the best
+    checkpoint at the end."""
     return {"save_strategy": "steps", "save_steps": every, "save_only_model": True,
             "save_total_limit": 1, "load_best_model_at_end": True,
-            "metric_for_best_model": "eval_loss", "greater_is_better": False}
+            "metric_for_best_model": metric, "greater_is_better": higher_is_better}
 
 
 def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConfig, *,
         eval_dataset=None, peft_config=None, callbacks=None, args: dict | None = None,
-        curves=("loss", "eval_loss"), **trainer_kwargs) -> TrainResult:
+        curves=("loss", "eval_loss"), stop_on: tuple[str, bool] = ("eval_loss", False),
+        **trainer_kwargs) -> TrainResult:
     """The one training core that SFT, CPT, prefix tuning, DPO and GRPO go through.
 
     It owns what every method shares: the run folder, the CPU-safe arguments (`cpu_args`)
     with micro-batches from `cfg`, the eval cadence, the loss recorder and clock, the live
     curves (`curves`: which logged values a notebook sees drawn while it trains; a
     `LiveCurves` among `callbacks` is used instead), eval mode afterwards, and saving
-    (`cfg.save`), and early stopping (`cfg.patience`, on `eval_dataset`'s loss). A trainer
+    (`cfg.save`), and early stopping (`cfg.patience`, on `eval_dataset`'s loss, or on the
+    evaluation's `stop_on` = (metric, higher is better): GRPO's validation reward). A trainer
     passes only what is its own: its trl
     classes, its config fields (`args`) and trainer arguments (`trainer_kwargs`). The
     caller checks its rows first, so bad input fails before any of this starts.
@@ -365,7 +370,7 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
     cfg.validate()
     release_memory()  # models and trainers dropped since the last run: their memory back first
     if cfg.patience and eval_dataset is None:
-        raise TrainingInputError(f"patience={cfg.patience} stops on the validation loss: pass "
+        raise TrainingInputError(f"patience={cfg.patience} stops on a validation set: pass "
                                  "eval_dataset (held-out training rows, never the eval)")
     if cfg.step_in_backward and num_processes() > 1:
         import warnings
@@ -385,7 +390,7 @@ def fit(trainer_cls, config_cls, model, tokenizer, train_dataset, cfg: TrainConf
     if cfg.patience:
         from transformers import EarlyStoppingCallback
 
-        extra.update(early_stopping_args(extra["eval_steps"]))
+        extra.update(early_stopping_args(extra["eval_steps"], *stop_on))
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
     trainer = trainer_cls(model=model, args=cpu_args(config_cls, cfg, run_dir, **extra),
                           train_dataset=train_dataset, eval_dataset=eval_dataset,

@@ -119,7 +119,7 @@ def test_bad_input_fails_before_training(runs_dir):
         train_cpt(None, None, ["some text"], TrainConfig(learning_rate=0))
     with pytest.raises(TrainingInputError, match="empty"):
         train_cpt(None, None, ["", "  "], TrainConfig())
-    with pytest.raises(TrainingInputError, match="stops on the validation loss"):
+    with pytest.raises(TrainingInputError, match="stops on a validation set"):
         train_cpt(None, None, ["some text"], TrainConfig(patience=2, eval_steps=4))
     assert not runs_dir.exists()
 

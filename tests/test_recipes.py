@@ -250,3 +250,25 @@ def test_medical_and_cpt_rates_are_the_ones_chosen_on_validation(name):
     assert demo.learning_rate == training.learning_rate
     assert demo.batch_size == training.batch_size and demo.max_length == training.max_length
     assert demo.max_steps.full <= training.max_steps.full
+
+
+@pytest.mark.parametrize("name", ["DPO", "GRPO"])
+def test_rl_settings_are_the_ones_chosen_on_validation(name):
+    """tools/choose_settings.py trained each DPO / GRPO setting from the local SFT model with
+    the row's own early stopping and cap, and chose the highest locality on the validation
+    rewrites (reports/settings/<name>.json, `mclab.rl_sweeps`). The recipe trains the chosen
+    rate (and DPO's beta) under the same budget; 05's demo takes them for fewer steps."""
+    record = recorded(name)
+    recipe = getattr(recipes, name)
+    training = recipe.training
+    assert training.learning_rate == record["choice"]["learning_rate"]
+    if name == "DPO":
+        assert recipe.beta == record["choice"]["beta"]
+    assert record["budget"] == {"max_steps": training.max_steps.full,
+                                "eval_steps": training.eval_steps.full,
+                                "patience": training.patience}
+    rates = sorted({t["setting"]["learning_rate"] for t in record["trials"]})
+    assert rates[0] < training.learning_rate < rates[-1]  # the rate is bracketed
+    demo = recipe.demo
+    assert (demo.learning_rate, demo.batch_size) == (training.learning_rate, training.batch_size)
+    assert demo.max_steps.full <= training.max_steps.full

@@ -149,3 +149,56 @@ def test_feedback_knobs(embedder):
     assert len(table) == 4 and table["reward"].iloc[0] > table["reward"].iloc[1]
     with pytest.raises(ValueError, match="at most"):
         rl.feedback_knobs([0.5], samples, LEXICON, embedder, 0.1, 6, rl.RewardWeights())
+
+
+def test_grpo_stops_on_the_reward_of_its_validation_prompts(load_tiny, runs_dir):
+    """Issue 13: GRPO has no validation loss; with validation prompts and patience it stops
+    on the mean reward of their sampled completions (trl's eval_reward, higher is better)
+    and keeps the weights of the best evaluation."""
+    rows = [{"neutral": f"I will see you this afternoon, number {i}.", "local": "See ya."}
+            for i in range(6)]
+    prompts = rl.rewrite_prompts(rows[:4], lambda s: f"Rewrite casually: {s}")
+    val = rl.rewrite_prompts(rows[4:], lambda s: f"Rewrite casually: {s}")
+
+    def length(prompts, completions, **kwargs):
+        return [float(len(rl.completion_text(c))) for c in completions]
+
+    with pytest.raises(TrainingInputError, match="validation prompt set is empty"):
+        rl.train_grpo(None, None, prompts, [length], TrainConfig(batch_size=4),
+                      num_generations=2, eval_prompts=val.select([]))
+    model, tok = load_tiny()
+    result = rl.train_grpo(model, tok, prompts, [length], TrainConfig(
+        learning_rate=5e-2, max_steps=6, batch_size=4, micro_batch=2, seed=3, eval_steps=1,
+        patience=1, run_name="t-grpo-stop"), num_generations=2, max_completion_length=8,
+        peft_config=lora_config(2, 4), eval_prompts=val)
+    from mclab.methods import _early_stopped
+    from mclab.peft_methods import detach_adapter
+
+    stopped = _early_stopped(result, stage="grpo")
+    curve = stopped["grpo_validation_reward"]
+    assert [step for step, _ in curve] == list(range(1, result.steps + 1))  # every step
+    # the kept step is the highest reward's (the first of equal ones), not the lowest loss's
+    best = max(curve, key=lambda c: c[1])
+    assert result.best_step == best[0]
+    # it ran to the cap, or stopped after exactly `patience` (1) evaluations without a gain
+    assert result.steps == 6 or result.steps == best[0] + 1
+    detach_adapter(result.model)
+
+
+def test_dpo_stops_on_its_validation_pairs(load_tiny, runs_dir):
+    model, tok = load_tiny()
+    held_out = [{"prompt": "Where are you off to?", "chosen": "Off to the servo, mate.",
+                 "rejected": "I am going to the service station."}]
+    result = rl.train_dpo(model, tok, rl.preference_dataset(PAIRS), TrainConfig(
+        learning_rate=5e-3, max_steps=6, batch_size=2, micro_batch=1, eval_steps=1, patience=1,
+        run_name="t-dpo-stop"), beta=0.1, peft_config=lora_config(4, 8),
+        eval_dataset=rl.preference_dataset(held_out))
+    from mclab.methods import _early_stopped
+    from mclab.peft_methods import detach_adapter
+
+    stopped = _early_stopped(result, stage="dpo")
+    curve = stopped["dpo_validation_loss"]
+    assert [step for step, _ in curve] == list(range(1, result.steps + 1))
+    assert stopped["dpo_best_step"] == min(curve, key=lambda c: c[1])[0]
+    assert result.steps == 6 or result.steps == stopped["dpo_best_step"] + 1
+    detach_adapter(result.model)

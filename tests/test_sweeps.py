@@ -21,7 +21,9 @@ def _tool():
 
 
 @pytest.mark.parametrize("recipe, grid, message", [
-    ("DPO", [{"learning_rate": 1e-4}], "no validation sweep"),
+    ("STYLE_LORA", [{"learning_rate": 1e-4}], "no validation sweep"),
+    ("DPO", [{"r": 8}], "unknown settings"),
+    ("GRPO", [{"beta": 0.1}], "unknown settings"),
     ("FULL_SFT", [], "grid is empty"),
     ("FULL_SFT", [{"learning_rat": 1e-4}], "unknown settings"),
     ("FULL_SFT", [{"r": 8}], "no adapter field"),
@@ -119,3 +121,63 @@ def test_describe_names_every_trial_and_the_choice():
         "best validation loss on 30 held-out training rows, 60 steps at most: "
         "size 16, learning_rate 0.002: 1.684; size 64, learning_rate 0.002: 1.595 "
         "(chosen: size 64, learning_rate 0.002)")
+
+
+@pytest.mark.parametrize("recipe, grid, signal", [
+    ("DPO", [{"learning_rate": 1e-6, "beta": 0.1}, {"learning_rate": 2e-2, "beta": 0.5}],
+     "validation_loss"),
+    ("GRPO", [{"learning_rate": 2e-2}], "validation_reward"),
+])
+def test_rl_settings_are_chosen_on_validation_locality(recipe, grid, signal, load_tiny,
+                                                       runs_dir):
+    """DPO and GRPO train from one local SFT model; each setting stops on its own
+    validation signal, and the highest locality on the validation rewrites wins."""
+    record = sweeps.sweep(recipe, grid, sweeps.Budget(max_steps=2, eval_steps=1, patience=1),
+                          load=load_tiny, progress=False)
+    assert [t["setting"] for t in record["trials"]] == grid
+    for trial in record["trials"]:
+        assert trial["validation_signal"] == signal and trial["steps_run"] <= 2
+        assert trial["validation_curve"] and 0 <= trial["validation_locality"] <= 1
+    best = max(record["trials"], key=lambda t: t["validation_locality"])
+    assert record["choice"] == best["setting"]
+    assert record["validation_rows"] == 28 and record["start"]["best_step"] is not None
+    assert "locality of the stopped model's rewrites of 28" in sweeps.describe(record)
+
+
+def test_a_sweep_takes_the_recipes_budget_unless_told_otherwise():
+    """Left out, the cap, cadence and patience are the recipe's own (full mode): a sweep
+    chooses under the budget the report row trains."""
+    import argparse
+
+    tool = _tool()
+
+    def args(**given):
+        return argparse.Namespace(**{"recipe": "DPO", "max_steps": None, "eval_steps": None,
+                                     "patience": None, **given})
+
+    training = sweeps.recipes.DPO.training
+    assert tool.budget(args()) == sweeps.Budget(training.max_steps.full,
+                                                training.eval_steps.full, training.patience)
+    assert tool.budget(args(max_steps=10, patience=1)) == sweeps.Budget(
+        10, training.eval_steps.full, 1)
+
+
+def test_each_rl_trial_trains_its_own_copy_of_the_start(load_tiny, runs_dir):
+    """A trial trains a fresh model holding the local SFT start's weights. (A deep copy of
+    the start, which had trained, kept running the start's own layers: DPO trained the
+    copy's adapter and its logits stayed the start's.)"""
+    import torch
+
+    from mclab import rl_sweeps
+
+    start, tok, _ = rl_sweeps.local_sft_start(load_tiny)
+    ids = tok("How ya going, mate?", return_tensors="pt")
+    with torch.no_grad():
+        before = start(**ids).logits
+        assert torch.equal(rl_sweeps.fresh_copy(start, load_tiny)(**ids).logits, before)
+    result = rl_sweeps.train_one("DPO", start, tok, {"learning_rate": 5e-2, "beta": 0.1},
+                                 sweeps.Budget(max_steps=2, eval_steps=1, patience=1),
+                                 "t-rl-copy", load=load_tiny)
+    with torch.no_grad():
+        assert not torch.allclose(result.model(**ids).logits, before)
+        assert torch.equal(start(**ids).logits, before)  # the start itself is untouched

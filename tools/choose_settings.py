@@ -1,10 +1,11 @@
-"""Choose a supervised recipe's settings on its validation split and record the choice.
+"""Choose a recipe's settings on its validation split and record the choice.
 
 Every setting of the grid (the product of the --grid lists) trains the recipe from the base
 model with early stopping on validation data held out of the training files (`mclab.sweeps`);
-the lowest best validation loss wins. Writes reports/settings/<RECIPE>.json; copy the choice
-into `mclab/recipes.py` and say so in docs/how-settings-were-chosen.md. The held-out evals
-are never read.
+the lowest best validation loss wins. DPO and GRPO train from the local SFT model and are
+chosen on the locality of their rewrites of the validation rewrites (`mclab.rl_sweeps`).
+Writes reports/settings/<RECIPE>.json; copy the choice into `mclab/recipes.py` and say so in
+docs/how-settings-were-chosen.md. The held-out evals are never read.
 
     python tools/choose_settings.py FULL_SFT --grid learning_rate=1e-5,3e-5,5e-5,1e-4 \\
         --max-steps 66 --eval-steps 11
@@ -60,13 +61,29 @@ def parse_grid(specs: list[str]) -> list[dict]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
+def budget(args) -> Budget:
+    """The flags' budget; a flag left out takes the recipe's own (its full-mode value), so
+    that a sweep chooses under the budget the recipe's report row trains."""
+    from mclab import recipes
+
+    training = recipes.BY_NAME[args.recipe].training
+
+    def full(value):
+        return getattr(value, "full", value)
+
+    given = (args.max_steps, args.eval_steps, args.patience)
+    own = (full(training.max_steps), full(training.eval_steps), training.patience)
+    return Budget(*(g if g is not None else o for g, o in zip(given, own)))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="a recipe of mclab.recipes, e.g. FULL_SFT")
     parser.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2")
-    parser.add_argument("--max-steps", type=int, default=64, help="the cap of every setting")
-    parser.add_argument("--eval-steps", type=int, default=8)
-    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, help="the cap of every setting (default: "
+                                                        "the recipe's, in full mode)")
+    parser.add_argument("--eval-steps", type=int, help="default: the recipe's")
+    parser.add_argument("--patience", type=int, help="default: the recipe's")
     parser.add_argument("--out", help="default reports/settings/<RECIPE>.json (quick mode: "
                                           "under MCLAB_RUNS)")
     parser.add_argument("--extend", action="store_true",
@@ -90,16 +107,18 @@ def main(argv=None) -> int:
         return 2
     setup()
     try:
-        record = sweep(args.recipe, grid, Budget(args.max_steps, args.eval_steps, args.patience),
-                       previous=previous)
+        record = sweep(args.recipe, grid, budget(args), previous=previous)
     except SweepError as err:  # an extension that does not match: nothing trained
         print(f"error: {err}", file=sys.stderr)
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, record)
     for trial in record["trials"]:
-        print(f"{trial['setting']}: best validation loss {trial['best_validation_loss']:.4f} "
-              f"at step {trial['best_step']} ({trial['steps_run']} run)")
+        what = (f"validation locality {trial['validation_locality']:.4f}, stopped"
+                if "validation_locality" in trial else
+                f"best validation loss {trial['best_validation_loss']:.4f}")
+        print(f"{trial['setting']}: {what} at step {trial['best_step']} "
+              f"({trial['steps_run']} run)")
     print(f"chosen: {record['choice']} ({record['choice_steps']} steps); wrote {out}")
     return 0
 
