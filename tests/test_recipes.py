@@ -101,11 +101,19 @@ def test_every_reported_method_is_built_from_recipes():
 
     from mclab import methods
 
+    own = {n: f for n, f in vars(methods).items()
+           if inspect.isfunction(f) and f.__module__ == methods.__name__}
+
+    def reached(source: str, seen: set) -> str:
+        """`source` with the source of every function of methods it calls, transitively."""
+        for name, function in own.items():
+            if name not in seen and f"{name}(" in source:
+                seen.add(name)
+                source += reached(inspect.getsource(function), seen)
+        return source
+
     for m in METHODS[1:]:  # the base model has no settings
-        source = inspect.getsource(m.run)
-        callees = [getattr(methods, n) for n in dir(methods) if n.startswith("_")
-                   and callable(getattr(methods, n)) and f"{n}(" in source]
-        assert "recipes." in source + "".join(inspect.getsource(f) for f in callees), m.name
+        assert "recipes." in reached(inspect.getsource(m.run), set()), m.name
 
 
 def recorded(name: str) -> dict:
