@@ -331,17 +331,19 @@ def validation_curve(result, key: str = "eval_loss") -> list[list[float]]:
     return [[row["step"], row[key]] for row in result.history if row.get(key) is not None]
 
 
+# what a stage stops on, where it is not the validation loss: (row key, logged key)
+VALIDATION_SIGNAL = {"grpo": ("validation_reward", "eval_reward")}
+
+
 def _early_stopped(result, stage: str = "sft") -> dict:
     """A row (or its `stage`: "sft", "cpt", "dpo" or "grpo") trained until its validation
     signal stopped improving: its steps, the step whose weights it kept, and its validation
     curve (a stage's keys other than SFT's start with its name; GRPO's curve is the mean
     reward of its validation prompts' completions, every other one a loss)."""
     first = "" if stage == "sft" else f"{stage}_"
-    if stage == "grpo":
-        return {f"{first}steps": result.steps, f"{first}best_step": result.best_step,
-                "grpo_validation_reward": validation_curve(result, "eval_reward")}
+    signal, key = VALIDATION_SIGNAL.get(stage, ("validation_loss", "eval_loss"))
     return {f"{first}steps": result.steps, f"{first}best_step": result.best_step,
-            f"{stage}_validation_loss": validation_curve(result)}
+            f"{stage}_{signal}": validation_curve(result, key)}
 
 
 def run_medical_sft(ctx):

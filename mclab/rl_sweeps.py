@@ -25,28 +25,12 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from . import recipes
-
 # the RL recipes this module chooses, and the recipe fields (beyond `Training`'s) a grid
 # may name
 RL_FIELDS = {"DPO": {"beta"}, "GRPO": set()}
 RULE = ("highest locality of the stopped model's rewrites of the validation rewrites (each "
         "setting stopped on its own validation signal, the best evaluation's weights); ties: "
         "the first setting listed")
-
-
-def check(recipe_name: str, grid: list[dict]):
-    """The recipe, after checking that every setting of `grid` names a field it has."""
-    from .sweeps import SweepError
-
-    recipe = recipes.BY_NAME[recipe_name]
-    known = {f.name for f in dataclasses.fields(recipes.Training)} | RL_FIELDS[recipe_name]
-    for setting in grid:
-        unknown = set(setting) - known
-        if unknown:
-            raise SweepError(f"{recipe_name}: unknown settings {sorted(unknown)}; a setting "
-                             f"names one of {sorted(known)}")
-    return recipe
 
 
 def validation_rows():
@@ -104,19 +88,18 @@ def train_one(recipe_name: str, start, tok, setting: dict, budget, run_name: str
 
 def sweep(recipe_name: str, grid: list[dict], budget, load=None, progress: bool = True,
           previous: dict | None = None) -> dict:
-    """Train DPO or GRPO once per setting of `grid` from one local SFT model (early
-    stopping under `budget`), score each stopped model's locality on the validation
-    rewrites, and choose the highest (`RULE`). `previous`: an earlier sweep of the same
-    recipe, budget and data, extended (`mclab.sweeps.sweep`)."""
+    """Train DPO or GRPO once per setting of `grid` (checked by `mclab.sweeps.check`) from
+    one local SFT model (early stopping under `budget`), score each stopped model's
+    locality on the validation rewrites, and choose the highest (`RULE`). `previous`: an
+    earlier sweep of the same recipe, budget and data, extended (`mclab.sweeps.sweep`)."""
     from .config import get_settings
     from .data import load_scenario
     from .evaluation import locality_score
-    from .methods import _early_stopped
+    from .methods import VALIDATION_SIGNAL, _early_stopped
     from .models import load_embedder
     from .scorecard import rewrite_local
     from .sweeps import DATA, SweepError, _check_extension
 
-    check(recipe_name, grid)
     mode = get_settings().mode
     mine = {"recipe": recipe_name, "mode": mode, "budget": dataclasses.asdict(budget)}
     _check_extension(previous, mine)  # before any model loads
@@ -147,7 +130,7 @@ def sweep(recipe_name: str, grid: list[dict], budget, load=None, progress: bool 
         result = train_one(recipe_name, start, tok, setting, budget,
                            f"sweep-{stage}-{i}", embedder, lexicon, load)
         stopped = _early_stopped(result, stage=stage)
-        signal = "validation_reward" if stage == "grpo" else "validation_loss"
+        signal = VALIDATION_SIGNAL.get(stage, ("validation_loss",))[0]
         locality = locality_of(result.model)
         trials.append({"setting": setting, "validation_signal": signal,
                        "validation_curve": stopped[f"{stage}_{signal}"],

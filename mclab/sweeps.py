@@ -59,16 +59,17 @@ def check(recipe_name: str, grid: list[dict]) -> object:
                          f"{sorted(DATA)}")
     if not grid:
         raise SweepError("the grid is empty: give at least one setting")
-    if recipe_name in RL_FIELDS:
-        return rl_sweeps.check(recipe_name, grid)
     recipe = recipes.BY_NAME[recipe_name]
     training = {f.name for f in dataclasses.fields(recipes.Training)}
+    # beside Training's fields, a grid names adapter fields, or an RL recipe's own (beta)
+    extra, kind = ((RL_FIELDS[recipe_name], "recipe") if recipe_name in RL_FIELDS
+                   else (ADAPTER_FIELDS, "adapter"))
     for setting in grid:
-        unknown = set(setting) - training - ADAPTER_FIELDS
+        unknown = set(setting) - training - extra
         if unknown:
             raise SweepError(f"{recipe_name}: unknown settings {sorted(unknown)}; a setting "
-                             f"names Training fields {sorted(training)} or adapter fields "
-                             f"{sorted(ADAPTER_FIELDS)}")
+                             f"names Training fields {sorted(training)} or {kind} fields "
+                             f"{sorted(extra)}")
         adapter = set(setting) & ADAPTER_FIELDS
         if adapter and not _adapter_fields(recipe) >= adapter:
             raise SweepError(f"{recipe_name} has no adapter field {sorted(adapter)}")
@@ -152,6 +153,7 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
     from .training import train_sft
 
     if recipe_name in RL_FIELDS:  # DPO and GRPO: chosen on locality, not a loss
+        check(recipe_name, grid)
         return rl_sweeps.sweep(recipe_name, grid, budget, load=load, progress=progress,
                                previous=previous)
     recipe = check(recipe_name, grid)
