@@ -236,7 +236,9 @@ def describe(record: dict) -> str:
     key = "validation_locality" if rl else "best_validation_loss"
     tried = "; ".join(f"{setting(t['setting'])}: {t[key]:.3f}" for t in record["trials"])
     what = ("locality of the stopped model's rewrites of" if rl else "best validation loss on")
+    start = (f"; the SFT model they start from: {record['start_validation_locality']:.3f}"
+             if rl and "start_validation_locality" in record else "")
     return (f"{what} {record['validation_rows']} held-out training rows, "
-            f"{record['budget']['max_steps']} steps at most: {tried} "
+            f"{record['budget']['max_steps']} steps at most: {tried}{start} "
             f"(chosen: {setting(record['choice'])})")
 

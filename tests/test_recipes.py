@@ -12,6 +12,7 @@ import pytest
 
 from mclab import recipes
 from mclab.methods import METHODS
+from mclab.stats import paired_bootstrap
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 
@@ -276,7 +277,15 @@ def test_rl_settings_are_the_ones_chosen_on_validation(name):
                                 "eval_steps": training.eval_steps.full,
                                 "patience": training.patience}
     rates = sorted({t["setting"]["learning_rate"] for t in record["trials"]})
-    assert rates[0] < training.learning_rate < rates[-1]  # the rate is bracketed
+    if not rates[0] < training.learning_rate < rates[-1]:  # the rate is bracketed, or
+        # it is the lowest rate tried and no setting beats the start itself on the paired
+        # test: a lower rate only keeps the model nearer a start that nothing beats
+        assert training.learning_rate == rates[0], "the best rate is at the grid's top edge"
+        start = record["start_validation_item_scores"]
+        for trial in record["trials"]:
+            test = paired_bootstrap(trial["validation_item_scores"], start)
+            assert not (test.p_value < 0.05 and test.difference.estimate > 0), (
+                f"{trial['setting']} beats the start: the rate must be bracketed")
     demo = recipe.demo
     assert (demo.learning_rate, demo.batch_size) == (training.learning_rate, training.batch_size)
     assert demo.max_steps.full <= training.max_steps.full

@@ -142,6 +142,21 @@ def test_rl_settings_are_chosen_on_validation_locality(recipe, grid, signal, loa
     assert record["choice"] == best["setting"]
     assert record["validation_rows"] == 28 and record["start"]["best_step"] is not None
     assert "locality of the stopped model's rewrites of 28" in sweeps.describe(record)
+    assert f"start from: {record['start_validation_locality']:.3f}" in sweeps.describe(record)
+
+
+def test_an_rl_sweep_treats_float_rounding_as_a_tie():
+    """Two settings that wrote the same rewrites score equal up to the embedder's rounding
+    (3e-7 in the DPO sweep): the first listed wins; a real margin still wins."""
+    from mclab import rl_sweeps
+
+    def trials(*scores):
+        return [{"validation_locality": x} for x in scores]
+
+    assert rl_sweeps.choose(trials(0.1, 0.2017435, 0.2017438, 0.18)) == 1
+    assert rl_sweeps.choose(trials(0.1, 0.2017, 0.2027, 0.18)) == 2
+    assert rl_sweeps.choose(trials(0.3, 0.2, 0.3000001)) == 0
+    assert rl_sweeps.choose(trials(0.3, 0.3000011)) == 1
 
 
 def test_a_sweep_takes_the_recipes_budget_unless_told_otherwise():
