@@ -23,6 +23,7 @@ are never read.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 # the RL recipes this module chooses, and the recipe fields (beyond `Training`'s) a grid
@@ -31,13 +32,27 @@ RL_FIELDS = {"DPO": {"beta"}, "GRPO": set()}
 RULE = ("highest locality of the stopped model's rewrites of the validation rewrites (each "
         "setting stopped on its own validation signal, the best evaluation's weights); ties "
         "(within 1e-6: the embedder's float rounding): the first setting listed")
-TIE = 1e-6  # two settings that wrote the same rewrites score equal up to about 3e-7
+TIE = 1e-6  # two settings whose rewrites score the same per sentence differ by about 1e-8
 
 
 def choose(trials: list[dict]) -> int:
     """The index of the trial `RULE` chooses: the first within `TIE` of the highest."""
+    from .sweeps import SweepError
+
     scores = [t["validation_locality"] for t in trials]
+    if not scores or any(math.isnan(x) for x in scores):
+        raise SweepError(f"no validation locality to choose from: {scores}")
     return next(i for i, x in enumerate(scores) if x >= max(scores) - TIE)
+
+
+def against_start(record: dict):
+    """The chosen setting's validation locality against its start's, paired on the same
+    rewrites (`stats.paired_bootstrap`): what the sweep's choice adds to the SFT model."""
+    from .stats import paired_bootstrap
+
+    chosen = record["trials"][choose(record["trials"])]
+    return paired_bootstrap(chosen["validation_item_scores"],
+                            record["start_validation_item_scores"])
 
 
 def validation_rows():

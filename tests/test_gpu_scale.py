@@ -46,7 +46,7 @@ TRAINED = sorted(n for n, r in recipes.BY_NAME.items() if hasattr(r, "training")
 # CPT and MEDICAL_SFT stop on validation under caps of 96 and 48 steps, their rates chosen so:
 # CPT takes 4e-4 (was 2e-4), MEDICAL_SFT 1.5e-4; 03 trains their `demo` budgets. 2026-12-07
 # (stop 36): DPO and GRPO stop on validation under caps of 75 and 40 steps, evaluated every 5;
-# 05 trains their `demo` budgets, the old 12 and 10 steps. Stop 37 (2026-12-07): DPO 3e-5,
+# 05 trains their `demo` budgets, the old 12 and 10 steps. Stop 37 (2026-12-07): DPO 1e-5,
 # GRPO 1e-4, the rates their sweeps chose on validation locality.)
 FIELDS = ("learning_rate", "max_steps", "epochs", "batch_size", "micro_batch", "max_length",
           "optimizer", "gradient_checkpointing", "eval_steps", "lean_loss", "max_grad_norm",
@@ -55,7 +55,7 @@ CPU_ARGS = {
     "ACCESS_LEAK/quick": (0.002, 2, 1.0, 8, 2, 128, 'adamw_torch', True, 0, True, 1.0, False, 2, 4),
     "BOTTLENECK/quick": (0.002, 2, 1.0, 4, 2, 128, 'adamw_torch', True, 1, True, 1.0, False, 2, 2),
     "CPT/quick": (0.0004, 1, 1.0, 2, None, 128, 'adafactor', True, 1, False, 0.0, True, 2, 1),
-    "DPO/quick": (3e-05, 2, 1.0, 4, 1, 128, 'adamw_torch', False, 1, False, 1.0, False, 1, 4),
+    "DPO/quick": (1e-05, 2, 1.0, 4, 1, 128, 'adamw_torch', False, 1, False, 1.0, False, 1, 4),
     "FULL_SFT/quick": (0.0004, 2, 1.0, 4, None, 128, 'adafactor', True, 1, False, 0.0, True, 4, 1),
     "FULL_SFT_PARAPHRASES/quick":
         (0.0004, 2, 1.0, 4, None, 128, 'adafactor', True, 0, False, 0.0, True, 4, 1),
@@ -73,7 +73,7 @@ CPU_ARGS = {
     "BOTTLENECK/full":
         (0.002, 150, 1.0, 4, 2, 128, 'adamw_torch', True, 10, True, 1.0, False, 2, 2),
     "CPT/full": (0.0004, 96, 1.0, 8, None, 128, 'adafactor', True, 8, False, 0.0, True, 8, 1),
-    "DPO/full": (3e-05, 75, 1.0, 4, 1, 128, 'adamw_torch', False, 5, False, 1.0, False, 1, 4),
+    "DPO/full": (1e-05, 75, 1.0, 4, 1, 128, 'adamw_torch', False, 5, False, 1.0, False, 1, 4),
     "FULL_SFT/full": (0.0004, 44, 1.0, 8, None, 128, 'adafactor', True, 4, False, 0.0, True, 8, 1),
     "FULL_SFT_PARAPHRASES/full":
         (0.0004, 36, 1.0, 8, None, 128, 'adafactor', True, 0, False, 0.0, True, 8, 1),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mclab import recipes
+from mclab import recipes, rl_sweeps
 from mclab.methods import METHODS
 from mclab.stats import paired_bootstrap
 
@@ -276,7 +276,10 @@ def test_rl_settings_are_the_ones_chosen_on_validation(name):
     assert record["budget"] == {"max_steps": training.max_steps.full,
                                 "eval_steps": training.eval_steps.full,
                                 "patience": training.patience}
+    chosen = record["trials"][rl_sweeps.choose(record["trials"])]  # the record's own rule
+    assert (record["choice"], record["choice_steps"]) == (chosen["setting"], chosen["best_step"])
     rates = sorted({t["setting"]["learning_rate"] for t in record["trials"]})
+    assert len(rates) >= 3, "a rate is chosen from at least three"
     if not rates[0] < training.learning_rate < rates[-1]:  # the rate is bracketed, or
         # it is the lowest rate tried and no setting beats the start itself on the paired
         # test: a lower rate only keeps the model nearer a start that nothing beats

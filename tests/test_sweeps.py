@@ -146,8 +146,9 @@ def test_rl_settings_are_chosen_on_validation_locality(recipe, grid, signal, loa
 
 
 def test_an_rl_sweep_treats_float_rounding_as_a_tie():
-    """Two settings that wrote the same rewrites score equal up to the embedder's rounding
-    (3e-7 in the DPO sweep): the first listed wins; a real margin still wins."""
+    """Two settings whose rewrites score the same per sentence differ by float rounding
+    (1e-8 in the DPO sweep's means): the first listed wins; a real margin still wins; no
+    score, or a NaN, is refused."""
     from mclab import rl_sweeps
 
     def trials(*scores):
@@ -157,6 +158,9 @@ def test_an_rl_sweep_treats_float_rounding_as_a_tie():
     assert rl_sweeps.choose(trials(0.1, 0.2017, 0.2027, 0.18)) == 2
     assert rl_sweeps.choose(trials(0.3, 0.2, 0.3000001)) == 0
     assert rl_sweeps.choose(trials(0.3, 0.3000011)) == 1
+    for bad in (trials(), trials(0.2, float("nan"))):
+        with pytest.raises(sweeps.SweepError, match="no validation locality"):
+            rl_sweeps.choose(bad)
 
 
 def test_a_sweep_takes_the_recipes_budget_unless_told_otherwise():
