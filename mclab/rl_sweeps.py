@@ -45,13 +45,13 @@ def choose(trials: list[dict]) -> int:
     return next(i for i, x in enumerate(scores) if x >= max(scores) - TIE)
 
 
-def against_start(record: dict):
-    """The chosen setting's validation locality against its start's, paired on the same
-    rewrites (`stats.paired_bootstrap`): what the sweep's choice adds to the SFT model."""
+def against_start(record: dict, trial: dict | None = None):
+    """A trial's validation locality (by default the chosen one's) against its start's,
+    paired on the same rewrites (`stats.paired_bootstrap`): what it adds to the SFT model."""
     from .stats import paired_bootstrap
 
-    chosen = record["trials"][choose(record["trials"])]
-    return paired_bootstrap(chosen["validation_item_scores"],
+    trial = trial or record["trials"][choose(record["trials"])]
+    return paired_bootstrap(trial["validation_item_scores"],
                             record["start_validation_item_scores"])
 
 

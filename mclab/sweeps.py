@@ -152,11 +152,10 @@ def sweep(recipe_name: str, grid: list[dict], budget: Budget, load=None,
     from .models import load_model
     from .training import train_sft
 
+    recipe = check(recipe_name, grid)
     if recipe_name in RL_FIELDS:  # DPO and GRPO: chosen on locality, not a loss
-        check(recipe_name, grid)
         return rl_sweeps.sweep(recipe_name, grid, budget, load=load, progress=progress,
                                previous=previous)
-    recipe = check(recipe_name, grid)
     mode = get_settings().mode
     mine = {"recipe": recipe_name, "mode": mode, "budget": dataclasses.asdict(budget)}
     _check_extension(previous, mine)  # before any model loads (CPT's data needs one)

@@ -12,7 +12,6 @@ import pytest
 
 from mclab import recipes, rl_sweeps
 from mclab.methods import METHODS
-from mclab.stats import paired_bootstrap
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 
@@ -284,9 +283,8 @@ def test_rl_settings_are_the_ones_chosen_on_validation(name):
         # it is the lowest rate tried and no setting beats the start itself on the paired
         # test: a lower rate only keeps the model nearer a start that nothing beats
         assert training.learning_rate == rates[0], "the best rate is at the grid's top edge"
-        start = record["start_validation_item_scores"]
         for trial in record["trials"]:
-            test = paired_bootstrap(trial["validation_item_scores"], start)
+            test = rl_sweeps.against_start(record, trial)
             assert not (test.p_value < 0.05 and test.difference.estimate > 0), (
                 f"{trial['setting']} beats the start: the rate must be bracketed")
     demo = recipe.demo
