@@ -63,6 +63,8 @@ COLUMNS = {
              "per-item mean over the seeds, and costs are the first seed's",
     "company_knowledge_seed_range": "min and max of company_knowledge over the seeds",
     "company_uncovered_seed_range": "min and max of company_uncovered over the seeds",
+    "company_answer_match_seed_range": "min and max of company_answer_match over the seeds",
+    "medical_knowledge_seed_range": "min and max of medical_knowledge over the seeds",
     "locality_seed_range": "min and max of locality over the seeds",
     "medical_perplexity_seed_range": "min and max of medical_perplexity over the seeds",
     "trainable_params": "parameters the method trained (0: none)",

@@ -14,6 +14,8 @@ them (`combine`):
   log-likelihood of a text. Intervals bootstrap over items of those averages, and a paired
   verdict between rows where one has several seeds is a paired bootstrap over the same items
   (a share is not a yes/no, so exact McNemar no longer applies);
+- the shares a row keeps as one number (style rate, swap rate, meaning, answer F1, false
+  abstentions) are the mean of the seeds' (each over the same items);
 - costs, written answers' texts and option probabilities (the ensemble's members) stay
   those of the first seed.
 """
@@ -32,6 +34,10 @@ SEEDS_DIR = "seeds"
 # the columns that get a seed range in the table
 SEEDED_COLUMNS = ("company_knowledge", "company_uncovered", "medical_knowledge",
                   "company_answer_match", "locality", "medical_perplexity")
+# shares over the same items that a row keeps as one number, not per item: their mean over
+# the seeds is the share over every seed's items
+MEAN_ONLY = ("style_rate", "swap_rate", "meaning", "company_answer_f1", "false_abstain",
+             "answers_supported")
 
 
 def seed_path(out: Path, slug: str, seed: int) -> Path:
@@ -89,6 +95,11 @@ def combine(row: dict, extra: list[dict]) -> dict:
         out["medical_perplexity_seeds"] = [pooled_perplexity(n, tokens) for n in nll]
         out["medical_nll"] = nll.mean(axis=0).tolist()
         out["medical_perplexity"] = pooled_perplexity(nll.mean(axis=0), tokens)
+    for column in MEAN_ONLY:
+        values = [r.get(column) for r in runs]
+        if all(v is not None for v in values):
+            out[f"{column}_seeds"] = [float(v) for v in values]
+            out[column] = float(np.mean(values))
     for column in SEEDED_COLUMNS:
         if f"{column}_seeds" in out:
             values = out[f"{column}_seeds"]

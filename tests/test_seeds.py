@@ -25,9 +25,11 @@ def _row(name, seed, right, trained=True, **extra):
 
 def test_seeds_are_averaged_item_by_item():
     first = _row("full SFT", 0, [1, 1, 0, 0], locality_items=[0.2, 0.4],
-                 medical_nll=[10.0, 20.0], medical_tokens=[5, 10], locality=0.3)
+                 medical_nll=[10.0, 20.0], medical_tokens=[5, 10], locality=0.3,
+                 style_rate=0.5, meaning=0.8, false_abstain=None)
     second = _row("full SFT", 1, [1, 0, 0, 1], locality_items=[0.4, 0.0],
-                  medical_nll=[12.0, 18.0], medical_tokens=[5, 10], locality=0.2)
+                  medical_nll=[12.0, 18.0], medical_tokens=[5, 10], locality=0.2,
+                  style_rate=1.0, meaning=0.6, false_abstain=0.25)
     row = seeds.combine(first, [second])
     assert row["seeds"] == [0, 1]
     assert row["seed_items"]["company"] == [1.0, 0.5, 0.0, 0.5]
@@ -37,6 +39,9 @@ def test_seeds_are_averaged_item_by_item():
     assert row["locality_seed_range"] == pytest.approx([0.2, 0.3])
     assert row["medical_perplexity"] == pytest.approx(np.exp(30 / 15))
     assert row["medical_perplexity_seeds"] == pytest.approx([np.exp(2.0), np.exp(2.0)])
+    # a share kept as one number: the seeds' mean, or the first seed's where one lacks it
+    assert row["style_rate"] == 0.75 and row["meaning"] == pytest.approx(0.7)
+    assert row["style_rate_seeds"] == [0.5, 1.0] and row["false_abstain"] is None
     assert row["company_probs"] == first["company_probs"]  # the ensemble uses the first seed
     assert seeds.combine(first, []) is first
 
