@@ -117,14 +117,37 @@ def load_row(out: Path, name: str) -> dict | None:
     return row if row.get("mode") == get_settings().mode else None
 
 
-def ensemble_row(rows: dict) -> dict | None:
-    """Average the option probabilities of the ENSEMBLE members, if all have run."""
-    from .ensembling import average_probs
+def ensemble_row(rows: dict, seed_rows: dict | None = None) -> dict | None:
+    """Average the option probabilities of the ENSEMBLE members, if all have run.
+
+    `rows` are the members' first-seed rows (or rows combined over seeds, which keep the
+    first seed's probabilities). Where every trained member also ran extra seeds
+    (`seed_rows`: method -> its extra seeds' rows), seed s's ensemble averages seed s's
+    members (a member that does not train, RAG, is the same every time), and the row is
+    those ensembles combined like any seeded row (`mclab.seeds.combine`): compared with a
+    member's mean over seeds, the ensemble is a mean over the same seeds, not one draw."""
+    from .seeds import combine, is_trained
 
     if not all(n in rows for n in ENSEMBLE):
         return None
-    combined = average_probs({n: row_result(rows[n]) for n in ENSEMBLE})
-    parts = [rows[n] for n in ENSEMBLE]
+    first = _ensemble_of({n: rows[n] for n in ENSEMBLE})
+    trained = [n for n in ENSEMBLE if is_trained(rows[n])]
+    seed_rows = seed_rows or {}
+    by_seed = {n: {r["seed"]: r for r in seed_rows.get(n, [])} for n in trained}
+    common = sorted(set.intersection(*(set(s) for s in by_seed.values()))) if trained else []
+    if not common:
+        return first
+    first["seed"] = rows[trained[0]].get("seed", 0)
+    extra = [{**_ensemble_of({n: by_seed[n][s] if n in by_seed else rows[n]
+                              for n in ENSEMBLE}), "seed": s} for s in common]
+    return combine(first, extra)
+
+
+def _ensemble_of(members: dict) -> dict:
+    from .ensembling import average_probs
+
+    combined = average_probs({n: row_result(r) for n, r in members.items()})
+    parts = list(members.values())
     return {"method": ENSEMBLE_NAME, "family": "ensembling", "trained_on": "company",
             "company_knowledge": combined.accuracy, "medical_perplexity": None,
             "locality": None, "company_answers": combined.answers,
@@ -332,11 +355,11 @@ def write_report(out: Path, provenance: dict | None = None) -> dict:
 
     timing = load_timing(out)
     mode = get_settings().mode
-    done = {m.name: combine(r, load_seed_rows(out, slug(m.name), mode))
-            for m in METHODS if (r := load_row(out, m.name))}
+    extra = {m.name: load_seed_rows(out, slug(m.name), mode) for m in METHODS}
+    done = {m.name: combine(r, extra[m.name]) for m in METHODS if (r := load_row(out, m.name))}
     done = {r["method"]: r for r in apply_timing(list(done.values()), timing)}
     rows = list(done.values())
-    if (ens := ensemble_row(done)) is not None:
+    if (ens := ensemble_row(done, extra)) is not None:
         rows.append(ens)
     rows = [with_intervals(r) for r in rows]
     table = [{col: r.get(col) for col in COLUMNS} for r in rows]

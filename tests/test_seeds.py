@@ -105,3 +105,24 @@ def test_only_trained_rows_get_extra_seeds_and_they_resume(tmp_path, monkeypatch
 def test_seeds_must_be_positive(tmp_path):
     with pytest.raises(rt.ReportError, match="--seeds"):
         report.run_report(["base"], out=tmp_path, seeds=0, progress=False)
+
+
+def test_the_ensemble_is_averaged_over_the_seeds_its_members_share():
+    """Seed s's ensemble averages seed s's trained members (RAG does not train): the row is
+    the mean over those ensembles, so against a member's mean over seeds it is not one draw."""
+    n = 4
+    rag = _row(rt.RAG_NAME, None, [0] * n, trained=False)
+    # seed 0: both trained members right on items 0-1, seed 1: on items 2-3
+    first = {"full SFT": _row("full SFT", 0, [1, 1, 0, 0]),
+             "LoRA r=16": _row("LoRA r=16", 0, [1, 1, 0, 0])}
+    extra = {"full SFT": [_row("full SFT", 1, [0, 0, 1, 1])],
+             "LoRA r=16": [_row("LoRA r=16", 1, [0, 0, 1, 1])]}
+    rows = {rt.RAG_NAME: rag, **{k: seeds.combine(v, extra[k]) for k, v in first.items()}}
+    one = rt.ensemble_row(rows)  # no extra seeds given: the first seed's members alone
+    assert one["company_knowledge"] == 0.5 and "seeds" not in one
+    ens = rt.ensemble_row(rows, extra)
+    assert ens["seeds"] == [0, 1]
+    assert ens["seed_items"]["company"] == [0.5, 0.5, 0.5, 0.5]
+    assert ens["company_knowledge_seeds"] == [0.5, 0.5]
+    # a member with fewer seeds limits the ensemble to the seeds all trained members have
+    assert "seeds" not in rt.ensemble_row(rows, {**extra, "LoRA r=16": []})
