@@ -451,7 +451,9 @@ def markdown_table(report: dict) -> str:
                   for r in report["references"]]
     if report.get("verdicts"):
         lines += ["", "Paired verdicts on the same items (alpha 0.05; exact McNemar for "
-                      "accuracies, paired bootstrap for locality and perplexity):", ""]
+                      "accuracies, paired bootstrap for locality, perplexity and the "
+                      "accuracies of rows with several training seeds, per item the share "
+                      "of seeds right):", ""]
         lines += [f"- {v['metric']}: {v['verdict']}" for v in report["verdicts"]]
     lines += ["", "Columns:", ""] + [f"- `{c}`: {d}" for c, d in report["columns"].items()]
     return "\n".join(lines) + "\n"
@@ -461,7 +463,7 @@ def load_report(path=None) -> dict:
     """A written comparison.json (by default the committed full-mode one in reports/)."""
     path = Path(path or committed_report())
     if not path.exists():
-        raise ReportError(f"no report at {path}; run `make report` (about an hour of CPU) or "
+        raise ReportError(f"no report at {path}; run `make report` (hours of CPU: README) or "
                           "`python -m mclab report --only base`")
     return json.loads(path.read_text())
 
