@@ -14,8 +14,9 @@ them (`combine`):
   log-likelihood of a text. Intervals bootstrap over items of those averages, and a paired
   verdict between rows where one has several seeds is a paired bootstrap over the same items
   (a share is not a yes/no, so exact McNemar no longer applies);
-- the shares a row keeps as one number (style rate, swap rate, meaning, answer F1, false
-  abstentions) are the mean of the seeds' (each over the same items);
+- the shares a row keeps as one number (`MEAN_ONLY`: style rate, swap rate, meaning, answer
+  F1, false abstentions, answers supported) are the mean of the seeds' (each over the same
+  items);
 - costs, written answers' texts and option probabilities (the ensemble's members) stay
   those of the first seed.
 """
