@@ -46,6 +46,14 @@ TRIM_EVERY_BYTES = 64 * 2**20
 TRIM_EVERY_LAYERS = 3
 
 
+def _trim_while_training(module, *_) -> None:
+    """A decoder layer's forward hook: trim the heap after its forward pass in training only.
+    A validation pass keeps no activations for a backward pass, so its peak is small, and an
+    early-stopped run evaluates often: every validation batch would trim once per few layers."""
+    if module.training:
+        trim_heap()
+
+
 class StepInBackward(TrainerCallback):
     """Steps `trainer`'s optimizer from each trainable weight's gradient hook.
 
@@ -77,7 +85,7 @@ class StepInBackward(TrainerCallback):
         self.handles = [param.register_post_accumulate_grad_hook(step)
                         for param in self.trainer.model.parameters() if param.requires_grad]
         every = TRIM_EVERY_LAYERS
-        self.handles += [layer.register_forward_hook(lambda *_: trim_heap())
+        self.handles += [layer.register_forward_hook(_trim_while_training)
                          for layer in decoder_layers(self.trainer.model)[every - 1::every]]
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -205,6 +205,27 @@ def test_step_in_backward_trims_the_heap_during_the_forward_pass(runs_dir, load_
     assert not any(layer._forward_hooks for layer in layers)
 
 
+
+def test_step_in_backward_does_not_trim_during_validation(runs_dir, load_tiny, monkeypatch):
+    """Issue 15: validation passes keep no activations, so the layers' trim hooks skip them:
+    a run that validates after every step trims exactly as often as one that never does."""
+    from mclab import backward_step
+
+    monkeypatch.setattr(backward_step, "TRIM_EVERY_BYTES", 2**40)  # count the layers' only
+    monkeypatch.setattr(backward_step, "TRIM_EVERY_LAYERS", 1)
+    counts = []
+    for validate in (False, True):
+        calls = []
+        monkeypatch.setattr(backward_step, "trim_heap", lambda: calls.append(1))
+        model, tok = load_tiny()
+        cfg = TrainConfig(max_steps=2, batch_size=4, optimizer="adafactor", max_grad_norm=0,
+                          step_in_backward=True, eval_steps=1, run_name=f"val-{validate}")
+        result = train_sft(model, tok, _tiny(), cfg,
+                           eval_dataset=_tiny() if validate else None)
+        assert validate == any("eval_loss" in h for h in result.history)
+        counts.append(len(calls))
+    assert counts[0] > 0 and counts[1] == counts[0]
+
 def test_micro_batch_must_divide_the_batch(runs_dir):
     with pytest.raises(TrainingInputError, match="micro_batch must divide"):
         train_sft(None, None, _tiny(), TrainConfig(batch_size=8, micro_batch=3))
