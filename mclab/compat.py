@@ -80,6 +80,29 @@ def accepts_loss_kwargs(trainer) -> bool:
     return bool(trainer.model_accepts_loss_kwargs)
 
 
+def loss_at_labelled_positions(model, inputs: dict, labels: torch.Tensor,
+                               num_items_in_batch=None):
+    """A causal LM's own loss with its output head applied only where a label is.
+
+    transformers 5.24 takes `logits_to_keep` as a boolean (batch, length) mask and returns
+    the kept positions' logits flattened (`slice_logits_to_keep`); its `ForCausalLMLoss`
+    takes the targets already shifted (`shift_labels`). So the head, about a fifth of a
+    135M model's weights, multiplies only the positions whose next token is trained on,
+    and the logits held for the backward pass shrink by the same share. Same loss as
+    `model(**inputs, labels=labels)` up to float rounding: the same cross-entropy over the
+    same targets, averaged the same way (`num_items_in_batch`, or the mean when None).
+    """
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    targets = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+    keep = targets != -100
+    outputs = model(**inputs, logits_to_keep=keep)
+    vocab = outputs.logits.shape[-1]
+    loss = ForCausalLMLoss(outputs.logits, None, vocab, num_items_in_batch=num_items_in_batch,
+                           shift_labels=targets[keep])
+    return loss, outputs
+
+
 LM_HEAD_TILE_ON_CPU = 4096  # vocabulary columns per tile of trl's loss on a CPU
 
 

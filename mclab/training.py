@@ -19,7 +19,7 @@ import torch
 from transformers import TrainerCallback
 
 from .compat import (LM_HEAD_TILE_ON_CPU, accepts_loss_kwargs, checkpointing_argument,
-                     lm_head_tile)
+                     lm_head_tile, loss_at_labelled_positions)
 from .config import get_settings
 from .curves import LiveCurves
 from .device import choose_device, num_processes
@@ -316,13 +316,14 @@ def _lean_sft_trainer_class():
     class LeanSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs["use_cache"] = False
-            if accepts_loss_kwargs(self) and num_items_in_batch is not None:
-                # With micro-batches the Trainer then skips its 1/accumulation scaling: the
-                # loss must be summed over the step's tokens and divided by their count, as
-                # transformers' own compute_loss does by passing the count to the model.
-                inputs["num_items_in_batch"] = num_items_in_batch
-            outputs = model(**inputs)  # labels inside: the model's own shifted cross-entropy
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
+            labels = inputs.pop("labels")
+            # With micro-batches the Trainer skips its 1/accumulation scaling when the model
+            # takes the count: the loss is then summed over the step's tokens and divided by
+            # their count, as transformers' own compute_loss has the model do.
+            count = num_items_in_batch if accepts_loss_kwargs(self) else None
+            # the model's own shifted cross-entropy, its head applied only where a label is
+            loss, outputs = loss_at_labelled_positions(model, inputs, labels, count)
+            return (loss, outputs) if return_outputs else loss
 
     return LeanSFTTrainer
 

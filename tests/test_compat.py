@@ -213,6 +213,37 @@ def test_lm_head_tile_gives_trls_loss_in_smaller_tiles(load_tiny, monkeypatch):
     assert grad.abs().max() > 0
 
 
+
+@pytest.mark.parametrize("count", [None, 7], ids=["mean", "summed over a step's 7 tokens"])
+def test_loss_at_labelled_positions_is_the_models_own_loss(load_tiny, count):
+    """Issue 15 (plan lever L6): the head applied only where a label is gives the model's own
+    loss and gradients, and holds logits for the labelled positions only."""
+    torch.manual_seed(0)
+    model, tok = load_tiny()
+    ids = _ids(tok, ["one two three four five six", "seven eight nine ten eleven twelve"])
+    labels = ids.clone()
+    labels[0, :4] = -100  # a prompt, masked as trl masks it
+    labels[1, :2] = -100
+    labels[1, -1] = -100  # padding at the end
+    mask = torch.ones_like(ids)
+    n = None if count is None else torch.tensor(count)
+    grads = []
+    for lean in (False, True):
+        model.zero_grad()
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if lean:
+            loss, out = compat.loss_at_labelled_positions(model, inputs, labels, n)
+            shifted = labels[:, 1:]
+            assert out.logits.shape[0] == int((shifted != -100).sum())  # kept positions only
+        else:
+            kwargs = {} if n is None else {"num_items_in_batch": n}
+            loss = model(**inputs, labels=labels, **kwargs).loss
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[1][0], grads[0][0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads[1][1], grads[0][1]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
 def test_trl_sft_labels_mask_the_prompt_and_padding(load_tiny):
     """compat.trl_sft_labels (the oracle) is trl's own batch: the loss falls on the answer only."""
     from mclab.compat import trl_sft_labels
