@@ -363,6 +363,14 @@ class LocalityResult:
         """Each output's score (swap x meaning kept): what paired tests compare."""
         return [float(s) * sim for s, sim in zip(self.swaps, self.similarities)]
 
+    @property
+    def parts(self) -> dict[str, list[float]]:
+        """Per output, the parts of the score the report also gives as columns (style rate,
+        swap rate, meaning), so each gets an interval over the sentences."""
+        return {"style_items": [float(bool(h)) for h in self.hits],
+                "swap_items": [float(s) for s in self.swaps],
+                "meaning_items": list(self.similarities)}
+
 
 def locality_score(outputs: list[str], sources: list[str], lexicon, embedder,
                    floor: float = MEANING_FLOOR) -> LocalityResult:

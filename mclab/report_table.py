@@ -31,8 +31,10 @@ COLUMNS = {
     "company_answer_match_ci": "95% interval of company_answer_match (bootstrap, as above)",
     "company_answer_f1": "token F1 of the written answers against the training answers of "
                          "the same fact (best of three), higher is better",
+    "company_answer_f1_ci": "95% interval of company_answer_f1 (bootstrap over the questions)",
     "false_abstain": "share of those answerable company questions the method declined "
                      "(\"I don't know\"), lower is better",
+    "false_abstain_ci": "95% interval of false_abstain (bootstrap, as above)",
     "abstain_unanswerable": "share of questions the knowledge base cannot answer "
                             "(eval_unanswerable.jsonl) that the method declined, higher is "
                             "better; the rest are invented answers",
@@ -51,13 +53,16 @@ COLUMNS = {
                 "null where the method has no rewrite variant",
     "locality_ci": "95% interval of locality: percentile bootstrap over the sentences",
     "style_rate": "share of rewrites that use a phrase of the local lexicon the sentence lacks",
+    "style_rate_ci": "95% interval of style_rate: percentile bootstrap over the sentences",
     "swap_rate": "share of rewrites where such a phrase stands in for words of the sentence "
                  "(some word of the sentence is gone, and the phrase read as its gloss brings "
                  "the rewrite closer to the sentence than leaving it out): only these earn "
                  "credit",
+    "swap_rate_ci": "95% interval of swap_rate (bootstrap over the sentences)",
     "meaning": "meaning kept: cosine of the rewrite (local phrases read as their glosses) to "
                "the neutral sentence, rescaled so an unrelated sentence scores 0 and the "
                "sentence itself 1",
+    "meaning_ci": "95% interval of meaning (bootstrap over the sentences)",
     "seeds": "training seeds behind the row (MCLAB_SEED; `report --seeds N`): with more than "
              "one, each score is the mean over the seeds, intervals and paired tests use the "
              "per-item mean over the seeds, and costs are the first seed's",
@@ -103,6 +108,11 @@ MEDICAL_PAIRS = ((CPT_THEN_SFT, MEDICAL_SFT), (CPT_THEN_SFT, MEDICAL_CPT),
 # per-question yes/no results of the written answers: row key -> table column
 ANSWER_EVALS = (("answer_match_items", "company_answer_match"),
                 ("unanswerable_abstained", "abstain_unanswerable"))
+# shares the table gives with an interval but no verdict (each a part of a score that has
+# one, or a side measure): the row's per-item field, and its column
+ITEM_SHARES = (("answer_f1_items", "company_answer_f1"), ("answer_abstained", "false_abstain"),
+               ("style_items", "style_rate"), ("swap_items", "swap_rate"),
+               ("meaning_items", "meaning"))
 
 
 def slug(name: str) -> str:
@@ -271,6 +281,11 @@ def with_intervals(row: dict) -> dict:
     if row.get("locality_items"):
         ci = bootstrap_ci(np.array(row["locality_items"]))
         row["locality_ci"] = [ci.low, ci.high]
+    for key, column in ITEM_SHARES:
+        items = row.get("seed_items", {}).get(key, row.get(key))
+        if items and row.get(column) is not None:
+            ci = bootstrap_ci(np.array(items, dtype=float))
+            row[f"{column}_ci"] = [ci.low, ci.high]
     return row
 
 
@@ -307,8 +322,9 @@ def write_reference_rows(out: Path, score=None) -> None:
 
 
 def rescore_locality(out: Path, score=None) -> list[str]:
-    """Recompute the locality columns of every row of this mode under `out`/rows from the
-    rewrites it kept (no method reruns) and rewrite the reference rows; returns the methods.
+    """Recompute the locality columns of every row of this mode under `out`/rows (and of its
+    extra seeds' rows) from the rewrites it kept (no method reruns) and rewrite the
+    reference rows; returns the methods.
 
     `score(outputs, eval_rows)` gives a result with score, style_rate, swap_rate, meaning
     and item_scores; by default the course's (`course_locality`).
@@ -318,7 +334,8 @@ def rescore_locality(out: Path, score=None) -> list[str]:
     sets = eval_sets()
     score = score or course_locality(sets)
     done = []
-    for path in sorted((Path(out) / "rows").glob("*.json")):
+    rows_dir = Path(out) / "rows"
+    for path in sorted(rows_dir.glob("*.json")) + sorted(rows_dir.glob("seeds/*.json")):
         row = json.loads(path.read_text())
         if (row.get("mode") != get_settings().mode or not row.get("local_outputs")
                 or row.get("family") == "reference"):
@@ -328,7 +345,8 @@ def rescore_locality(out: Path, score=None) -> list[str]:
                               f"eval has {len(sets['local_eval'])}: rerun that method")
         row.update(locality_columns(score(row["local_outputs"], sets["local_eval"])))
         write_json_atomic(path, row)
-        done.append(row["method"])
+        if path.parent == rows_dir:  # an extra seed's row is rescored, not listed again
+            done.append(row["method"])
     write_reference_rows(out, score)
     return done
 

@@ -74,6 +74,7 @@ class VariantResult:
     meaning: float | None = None
     item_scores: list[float] = field(default_factory=list, repr=False)  # for paired tests
     swap_rate: float | None = None  # share of rewrites the locality score credits
+    locality_parts: dict = field(default_factory=dict, repr=False)  # LocalityResult.parts
 
     def row(self) -> dict:
         return {"variant": self.name, "score": round(self.score, 3),
@@ -108,14 +109,16 @@ def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts=None, syst
     loc = locality_score(outputs, list(eval_rows["neutral"]), lexicon, embedder)
     return VariantResult(name, loc.score, loc.style_rate,
                          float(np.mean([g.prompt_tokens for g in gens])), ms, outputs,
-                         loc.meaning, loc.item_scores, loc.swap_rate)
+                         loc.meaning, loc.item_scores, loc.swap_rate, loc.parts)
 
 
 def locality_columns(result) -> dict:
-    """A report row's locality columns from a `LocalityResult` or a `VariantResult`."""
+    """A report row's locality columns from a `LocalityResult` or a `VariantResult`, with
+    the per-sentence parts behind the style rate, swap rate and meaning where it has them."""
+    parts = getattr(result, "parts", None) or getattr(result, "locality_parts", None) or {}
     return {"locality": result.score, "style_rate": result.style_rate,
             "swap_rate": result.swap_rate, "meaning": result.meaning,
-            "locality_items": list(result.item_scores)}
+            "locality_items": list(result.item_scores), **parts}
 
 
 def reference_rewrites(eval_rows) -> dict[str, list[str]]:

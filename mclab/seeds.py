@@ -14,9 +14,10 @@ them (`combine`):
   log-likelihood of a text. Intervals bootstrap over items of those averages, and a paired
   verdict between rows where one has several seeds is a paired bootstrap over the same items
   (a share is not a yes/no, so exact McNemar no longer applies);
-- the shares a row keeps as one number (`MEAN_ONLY`: style rate, swap rate, meaning, answer
-  F1, false abstentions, answers supported) are the mean of the seeds' (each over the same
-  items);
+- the shares the table gives without a verdict (`report_table.ITEM_SHARES`: answer F1,
+  false abstentions, style rate, swap rate, meaning) are averaged item by item too, for
+  their intervals; where a seed's row kept no per-item values, and for answers supported
+  (`MEAN_ONLY`), the column is the mean of the seeds' (each over the same items);
 - costs, written answers' texts and option probabilities (the ensemble's members) stay
   those of the first seed.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report_table import ANSWER_EVALS, KNOWLEDGE_EVALS, correct_items
+from .report_table import ANSWER_EVALS, ITEM_SHARES, KNOWLEDGE_EVALS, correct_items
 from .stats import pooled_perplexity
 
 SEEDS_DIR = "seeds"
@@ -96,9 +97,13 @@ def combine(row: dict, extra: list[dict]) -> dict:
         out["medical_perplexity_seeds"] = [pooled_perplexity(n, tokens) for n in nll]
         out["medical_nll"] = nll.mean(axis=0).tolist()
         out["medical_perplexity"] = pooled_perplexity(nll.mean(axis=0), tokens)
+    for key, column in ITEM_SHARES:  # a share with per-item parts: averaged item by item
+        arrays = [np.array(r[key], dtype=float) if r.get(key) else None for r in runs]
+        if (mean := fold(column, arrays)) is not None:
+            out["seed_items"][key] = mean.tolist()
     for column in MEAN_ONLY:
         values = [r.get(column) for r in runs]
-        if all(v is not None for v in values):
+        if f"{column}_seeds" not in out and all(v is not None for v in values):
             out[f"{column}_seeds"] = [float(v) for v in values]
             out[column] = float(np.mean(values))
     for column in SEEDED_COLUMNS:

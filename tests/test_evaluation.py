@@ -156,6 +156,11 @@ def test_locality_credits_a_swap_not_a_copy_a_tag_or_a_random_slang_word(embedde
     assert result.similarities[0] > 0.5 and result.similarities[4] == 0.0  # below the floor
     assert result.item_scores == [result.similarities[0], 0.0, 0.0, 0.0, 0.0]
     assert result.score == pytest.approx(result.similarities[0] / 5)
+    # the parts the report gives intervals for: each column is its items' mean
+    parts = result.parts
+    assert parts["style_items"] == [1.0, 0.0, 1.0, 1.0, 1.0]
+    assert np.mean(parts["swap_items"]) == result.swap_rate
+    assert np.mean(parts["meaning_items"]) == pytest.approx(result.meaning)
 
 
 def test_a_phrase_the_source_already_uses_is_not_new(embedder):

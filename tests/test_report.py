@@ -337,6 +337,19 @@ def test_rescoring_with_the_same_score_reproduces_the_rows(rewrites_out):
     assert set(after) - set(before) == {f"{report.slug(n)}.json" for n in report.REFERENCES}
 
 
+
+def test_rescoring_covers_the_extra_seeds_rows(rewrites_out):
+    """An extra seed's row keeps its rewrites too: rescoring updates it, and lists the
+    method once."""
+    path = rewrites_out / "rows" / "full-sft.json"
+    row = json.loads(path.read_text())
+    seed_row = {**row, "seed": 1, "locality": 0.0}
+    seed_file = rewrites_out / "rows" / "seeds" / "full-sft.seed-1.json"
+    write_json_atomic(seed_file, seed_row)
+    assert report_table.rescore_locality(rewrites_out, _fake_score(0.5)) == ["base", "full SFT"]
+    assert json.loads(seed_file.read_text())["locality"] == 0.5
+
+
 def test_rescoring_changes_only_the_locality_columns_and_adds_the_references(rewrites_out):
     old = json.loads((rewrites_out / "comparison.json").read_text())
     new = report.rewrite_with_new_locality(rewrites_out, _fake_score(0.5))

@@ -46,6 +46,31 @@ def test_seeds_are_averaged_item_by_item():
     assert seeds.combine(first, []) is first
 
 
+
+def test_shares_with_per_item_parts_are_averaged_item_by_item_and_get_intervals():
+    """Style rate, swap rate, meaning, answer F1 and false abstentions: the seeds' per-item
+    values are averaged like the scores', and the table gives each an interval over them."""
+    parts = {"style_items": [1.0, 0.0, 1.0, 1.0], "meaning_items": [0.5, 0.9, 0.1, 0.3],
+             "answer_abstained": [False, True, False, False]}
+    first = _row("full SFT", 0, [1, 0, 1, 0], style_rate=0.75, meaning=0.45,
+                 false_abstain=0.25, **parts)
+    second = _row("full SFT", 1, [1, 0, 1, 0], style_rate=0.25, meaning=0.55,
+                  false_abstain=0.0, style_items=[0.0, 0.0, 1.0, 0.0],
+                  meaning_items=[0.7, 0.5, 0.5, 0.5], answer_abstained=[False] * 4)
+    row = seeds.combine(first, [second])
+    assert row["seed_items"]["style_items"] == [0.5, 0.0, 1.0, 0.5]
+    assert row["style_rate"] == 0.5 and row["style_rate_seeds"] == [0.75, 0.25]
+    assert row["meaning"] == pytest.approx(0.5)
+    assert row["seed_items"]["answer_abstained"] == [0.0, 0.5, 0.0, 0.0]
+    assert row["false_abstain"] == 0.125
+    ci = rt.with_intervals(row)
+    for column in ("style_rate", "meaning", "false_abstain"):
+        low, high = ci[f"{column}_ci"]
+        assert low <= row[column] <= high and low < high
+    assert "swap_rate_ci" not in ci  # no swap rate, no interval
+    one = rt.with_intervals(first)  # one seed: the interval is over its own items
+    assert one["style_rate_ci"][0] <= 0.75 <= one["style_rate_ci"][1]
+
 def test_mismatched_seeds_are_refused():
     first = _row("full SFT", 0, [1, 0])
     with pytest.raises(ValueError, match="same seed twice"):
