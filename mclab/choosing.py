@@ -79,6 +79,21 @@ def find_verdict(verdicts: list[dict], a: str, b: str, metric: str) -> dict | No
     return next((v for v in verdicts if (v["a"], v["b"], v["metric"]) == (a, b, metric)), None)
 
 
+def against_runner_up(table: pd.DataFrame, verdicts: list[dict], metric: str) -> str:
+    """The paired test behind "the highest score among `table`'s methods": the leader
+    against the runner-up (the report tests that pair, `report_table.leader_pair`), as a
+    sentence; "cannot tell" when the test cannot."""
+    best = best_within(table, metric)
+    second = best_within(table.drop(index=best), metric) if best is not None else None
+    if second is None:
+        return "no other method to compare it with"
+    v = find_verdict(verdicts, best, second, metric) or find_verdict(verdicts, second, best,
+                                                                      metric)
+    if v is None:
+        return f"no paired test of {best} against {second}, the next, in this report"
+    return f"against the next, {second}: **{v['verdict']}**"
+
+
 def paired_winners(verdicts: list[dict], metric: str, against: str = "base",
                    alpha: float = 0.05) -> list[str]:
     """The methods the paired test found better than `against` on `metric` (p < alpha)."""

@@ -115,6 +115,34 @@ ITEM_SHARES = (("answer_f1_items", "company_answer_f1"), ("answer_abstained", "f
                ("meaning_items", "meaning"))
 
 
+# the scenario each metric measures: a method is "best for X" only among those made for X
+# (trained on X's data) and those that train nothing ("-")
+SCENARIO = {"company_knowledge": "company", "company_uncovered": "company",
+            "company_answer_match": "company", "abstain_unanswerable": "company",
+            "medical_perplexity": "medical", "medical_knowledge": "medical", "locality": "local"}
+
+
+def made_for(trained_on, metric: str) -> bool:
+    """Whether a row trained on `trained_on` competes for `metric`'s "best for X"."""
+    return str(trained_on) == "-" or SCENARIO[metric] in str(trained_on)
+
+
+def leader_pair(values: dict, trained_on: dict, metric: str,
+                higher_is_better: bool = True) -> tuple[str, str] | None:
+    """The two methods made for `metric`'s scenario with the best `values` (the best first,
+    the earlier row on a tie): the pair a "highest score" claim rests on, which the report
+    tests like its other comparisons. None with fewer than two."""
+    eligible = [n for n, v in values.items() if v is not None and made_for(trained_on[n], metric)]
+    ranked = sorted(eligible, key=values.get, reverse=higher_is_better)
+    return (ranked[0], ranked[1]) if len(ranked) >= 2 else None
+
+
+def _with_leaders(pairs: list, lead) -> list:
+    if lead and lead not in pairs and lead[::-1] not in pairs:
+        return [*pairs, lead]
+    return pairs
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
@@ -228,7 +256,8 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
     """Every stated comparison as a paired test on the same items: exact McNemar for the
     company accuracies, paired bootstrap for locality (sentence by sentence), and for an
     accuracy where a row has several training seeds (per item, the share of seeds right:
-    not a yes/no, so not McNemar)."""
+    not a yes/no, so not McNemar). For each metric, also the two highest rows made for its
+    scenario (`leader_pair`), which notebook 08's "highest score" sentence needs."""
     from .stats import mcnemar_exact, paired_bootstrap, paired_perplexity, verdict
 
     def record(a, b, metric, name, test, **counts):
@@ -238,10 +267,13 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
                     "verdict": verdict(test, names=(a, b))})
 
     out = []
+    trained_on = {r["method"]: r.get("trained_on", "") for r in rows}
     for key, metric in KNOWLEDGE_EVALS + ANSWER_EVALS:
         correct = {r["method"]: c for r in rows if (c := yes_no_items(r, key)) is not None}
         accuracy = {name: float(c.mean()) for name, c in correct.items()}
-        for a, b in comparisons(list(correct), accuracy):
+        pairs = _with_leaders(comparisons(list(correct), accuracy),
+                              leader_pair(accuracy, trained_on, metric))
+        for a, b in pairs:
             if correct[a].dtype == bool and correct[b].dtype == bool:
                 test = mcnemar_exact(correct[a], correct[b])
                 record(a, b, metric, "exact McNemar", test, a_only=test.b, b_only=test.c)
@@ -250,7 +282,10 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
                        paired_bootstrap(correct[a].astype(float), correct[b].astype(float)))
     ppl = {r["method"]: (np.array(r["medical_nll"]), np.array(r["medical_tokens"]))
            for r in rows if r.get("medical_nll")}
-    for a, b in [(n, "base") for n in ppl if n != "base"] + list(MEDICAL_PAIRS):
+    perplexity = {r["method"]: r.get("medical_perplexity") for r in rows if r["method"] in ppl}
+    pairs = [(n, "base") for n in ppl if n != "base"] + list(MEDICAL_PAIRS)
+    for a, b in _with_leaders(pairs, leader_pair(perplexity, trained_on, "medical_perplexity",
+                                                 higher_is_better=False)):
         if a in ppl and b in ppl:  # lower is better: a negative difference favours a
             test = paired_perplexity(ppl[a], ppl[b])
             out.append({"a": a, "b": b, "metric": "medical_perplexity",
@@ -259,11 +294,15 @@ def paired_verdicts(rows: list[dict]) -> list[dict]:
                         "difference_ci": [test.difference.low, test.difference.high],
                         "verdict": verdict(test, names=(a, b), higher_is_better=False)})
     local = {r["method"]: np.array(r["locality_items"]) for r in rows if r.get("locality_items")}
+    pairs = []
     for a in local:
         for b in [m for m in ("base", "local SFT (LoRA)") if m in local and m != a]:
             if b == "local SFT (LoRA)" and not a.startswith("SFT +"):
                 continue  # RL rows are compared with the SFT model they start from
-            record(a, b, "locality", "paired bootstrap", paired_bootstrap(local[a], local[b]))
+            pairs.append((a, b))
+    score = {r["method"]: r.get("locality") for r in rows if r["method"] in local}
+    for a, b in _with_leaders(pairs, leader_pair(score, trained_on, "locality")):
+        record(a, b, "locality", "paired bootstrap", paired_bootstrap(local[a], local[b]))
     return out
 
 

@@ -133,6 +133,33 @@ def test_best_within_budgets(table):
         best_within(table, "locality", {"dollars": 3})
 
 
+
+def test_the_highest_row_made_for_a_metric_is_tested_against_the_next():
+    """08's "highest among the methods made for X" rests on a paired test of the two best
+    rows made for X: the report runs it even where no rule of thumb names that pair, and a
+    row trained for another scenario never takes part."""
+    from mclab.choosing import against_runner_up
+
+    n = 30
+    right = lambda k: [[0.7, 0.1, 0.1, 0.1]] * k + [[0.1, 0.7, 0.1, 0.1]] * (n - k)  # noqa: E731
+    rows = [{**_row(name, k / n, probs=right(k)), "company_answers": [0] * n,
+             "trained_on": on}
+            for name, k, on in (("base", 5, "-"), ("prompt engineering", 20, "-"),
+                                ("CPT + replay", 29, "medical"), ("full SFT", 21, "company"))]
+    assert report_table.leader_pair({r["method"]: r["company_knowledge"] for r in rows},
+                                    {r["method"]: r["trained_on"] for r in rows},
+                                    "company_knowledge") == ("full SFT", "prompt engineering")
+    verdicts = report_table.paired_verdicts(rows)
+    lead = [v for v in verdicts if (v["a"], v["b"]) == ("full SFT", "prompt engineering")]
+    assert len(lead) == 1 and lead[0]["p_value"] == 1.0  # 1 discordant item: cannot tell
+    assert not any("CPT + replay" in (v["a"], v["b"]) and v["b"] != "base" for v in verdicts)
+    table = pd.DataFrame(rows).set_index("method")
+    made = table[[report_table.made_for(on, "company_knowledge") for on in table["trained_on"]]]
+    sentence = against_runner_up(made, verdicts, "company_knowledge")
+    assert sentence.startswith("against the next, prompt engineering") and "cannot tell" in sentence
+    assert against_runner_up(made.loc[["base"]], verdicts, "company_knowledge") == \
+        "no other method to compare it with"
+
 def test_cheapest_gain(table):
     assert cheapest_gain(table, "company_knowledge") == RAG_NAME
     assert cheapest_gain(table, "locality") == "LoRA r=16"
