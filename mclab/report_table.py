@@ -186,10 +186,17 @@ def _ensemble_of(members: dict) -> dict:
 
     combined = average_probs({n: row_result(r) for n, r in members.items()})
     parts = list(members.values())
+    # the facts no training Q&A covers, where every member was scored on them
+    uncovered = {n: row_result(r, "uncovered") for n, r in members.items()}
+    on_uncovered = {} if None in uncovered.values() else average_probs(uncovered)
     return {"method": ENSEMBLE_NAME, "family": "ensembling", "trained_on": "company",
             "company_knowledge": combined.accuracy, "medical_perplexity": None,
             "locality": None, "company_answers": combined.answers,
             "company_probs": [p.tolist() for p in combined.probs],
+            **({"company_uncovered": on_uncovered.accuracy,
+                "uncovered_answers": on_uncovered.answers,
+                "uncovered_probs": [p.tolist() for p in on_uncovered.probs]}
+               if on_uncovered else {}),
             "trainable_params": sum(r["trainable_params"] for r in parts),
             "train_seconds": sum(r["train_seconds"] for r in parts),
             # members answer one after another, so the largest member's memory is the peak

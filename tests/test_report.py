@@ -48,6 +48,7 @@ def test_write_report_adds_the_ensemble_and_writes_every_file(out):
     ens = result["rows"][-1]
     # averaged probabilities: item 0 -> 0, item 1 -> 1, item 2 -> option 3 (0.1+0.4+0.2)/3
     assert ens["company_knowledge"] == pytest.approx(1.0)
+    assert "company_uncovered" not in ens  # the members were not scored on those facts
     assert ens["ms_per_answer"] == pytest.approx(300 + 90 + 95)
     assert ens["peak_memory_mb"] == 1900 and ens["train_seconds"] == 180
     saved = json.loads((out / "comparison.json").read_text())
@@ -248,6 +249,21 @@ def test_locality_and_uncovered_rows_get_intervals_and_paired_tests(out):
     assert ("company_uncovered", "full SFT", "base") in tests
     assert rows["full SFT"]["company_uncovered_ci"] is not None
 
+
+
+def test_the_ensemble_is_scored_on_the_uncovered_facts_when_its_members_are(out):
+    """The ensemble averages its members' option probabilities on the facts no training Q&A
+    covers too, so it gets a company_uncovered score, interval and verdict like a method."""
+    for path in (out / "rows").glob("*.json"):
+        row = json.loads(path.read_text())
+        row.update(uncovered_probs=row["company_probs"], uncovered_answers=row["company_answers"])
+        write_json_atomic(path, row)
+    result = report.write_report(out)
+    ens = next(r for r in result["rows"] if r["method"] == report.ENSEMBLE_NAME)
+    assert ens["company_uncovered"] == ens["company_knowledge"] == pytest.approx(1.0)
+    assert ens["company_uncovered_ci"] is not None
+    assert any(v["metric"] == "company_uncovered" and v["a"] == report.ENSEMBLE_NAME
+               for v in result["verdicts"])
 
 # the figure's panels, by their y label: the row key each one plots
 PANEL = {"company knowledge (accuracy)": "company_knowledge", "locality score": "locality"}
