@@ -48,7 +48,7 @@ def test_write_report_adds_the_ensemble_and_writes_every_file(out):
     ens = result["rows"][-1]
     # averaged probabilities: item 0 -> 0, item 1 -> 1, item 2 -> option 3 (0.1+0.4+0.2)/3
     assert ens["company_knowledge"] == pytest.approx(1.0)
-    assert "company_uncovered" not in ens  # the members were not scored on those facts
+    assert ens["company_uncovered"] is None  # the members were not scored on those facts
     assert ens["ms_per_answer"] == pytest.approx(300 + 90 + 95)
     assert ens["peak_memory_mb"] == 1900 and ens["train_seconds"] == 180
     saved = json.loads((out / "comparison.json").read_text())
