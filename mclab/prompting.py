@@ -158,7 +158,7 @@ def run_knowledge(model, tokenizer, items, contexts=None, system=KNOWLEDGE_SYSTE
                              batch_size=batch_size)
     ms = 1000 * (time.perf_counter() - start) / len(items)
     return VariantResult(name, result.accuracy, None, float(np.mean(tokens)), ms,
-                         result.correct)
+                         result.correct, item_scores=[float(c) for c in result.correct])
 
 
 def stuffed_context(documents, gold_id: str, n_docs: int, seed: int = 0) -> str:
