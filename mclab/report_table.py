@@ -78,8 +78,10 @@ COLUMNS = {
     "ms_per_answer": "milliseconds per company question (retrieval and longer prompts "
                      "included): the median of the timing pass's rounds (reports/timing.json: "
                      "the same questions for every method, a warm-up, interleaved rounds); "
-                     "null where the pass was not clean, with the reason there",
-    "ms_per_answer_range": "min and max of ms_per_answer over the timing pass's rounds",
+                     "null where the pass was not clean, with the reason there; for the "
+                     "ensemble, the sum of its members' (they answer one after another)",
+    "ms_per_answer_range": "min and max of ms_per_answer over the timing pass's rounds (the "
+                           "ensemble: the sums of its members' min and max)",
     "storage_mb": "disk the method adds beside the base model, MB",
 }
 
