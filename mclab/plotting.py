@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 # metric -> (axis label, higher is better)
 METRICS = {
@@ -87,30 +88,53 @@ def plot_series(x, series: dict, xlabel: str, ylabel: str, title: str | None = N
     return ax
 
 
-def separate_labels(ax, labels, pad: float = 1.0, rounds: int = 2000) -> None:
-    """Nudge point labels up or down until no two overlap (up to a few thousand tiny steps).
+def separate_labels(ax, labels, markers=None, step: float = 2.0,
+                    reach: float = 80.0) -> None:
+    """Place each point's label inside the axes where it overlaps no other label, no other
+    method's point and not the legend: beside its point if that is free, else the nearest
+    free height up or down (in steps of `step` points, up to `reach`), on the right of the
+    point or on its left; a thin leader line joins a moved label to its point.
 
-    Call it once the figure's layout is final (after `tight_layout`): the labels sit at
-    offsets in points from their data points, and a layout that shrinks the axes moves the
-    points closer together, so labels separated before it can overlap again."""
+    The nearest free height wins, on either side (the right first at equal heights).
+    `markers`: per label, its point's marker as (x, y, size) in data units and scatter's
+    `s` (points squared); a label may touch its own marker, where its leader line starts.
+    Labels are placed top to bottom, each against those placed before it (greedy: no
+    back-and-forth). Call it once the figure's layout is final (after `tight_layout`): the
+    labels sit at offsets in points from their data points, and a layout that shrinks the
+    axes moves the points closer together."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    for _ in range(rounds):
-        # the text's own box: an annotation's extent also covers its leader line
-        boxes = [Text.get_window_extent(t, renderer).expanded(1.0, 1.05) for t in labels]
-        moved = False
-        for i in range(len(labels)):
-            for j in range(i + 1, len(labels)):
-                if not boxes[i].overlaps(boxes[j]):
-                    continue
-                lower, upper = sorted((i, j), key=lambda k: boxes[k].y0)
-                for k, step in ((lower, -pad), (upper, pad)):
-                    x, y = labels[k].xyann
-                    labels[k].xyann = (x, y + step)
-                moved = True
-        if not moved:
-            return
+    scale = fig.dpi / 72  # points to pixels
+    dots = []
+    for x, y, size in markers or []:
+        cx, cy = ax.transData.transform((x, y))
+        r = (size ** 0.5) / 2 * scale  # scatter's s is the marker's area in points^2
+        dots.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    frame = ax.get_window_extent(renderer)  # labels stay inside the axes
+    legend = ax.get_legend()
+    blocked = [legend.get_window_extent(renderer)] if legend else []
+    heights = [0.0] + [sign * k * step for k in range(1, int(reach / step) + 1)
+                       for sign in (1, -1)]
+    order = sorted(range(len(labels)), key=lambda i: -ax.transData.transform(labels[i].xy)[1])
+    placed = []
+    for i in order:
+        label, start = labels[i], labels[i].xyann
+        obstacles = placed + blocked + [d for j, d in enumerate(dots) if j != i]
+        sides = ((start[0], "left"), (-start[0], "right"))  # right of the point, then left
+        for dy, (dx, align) in ((h, side) for h in heights for side in sides):
+            label.xyann = (dx, start[1] + dy)
+            label.set_ha(align)
+            box = Text.get_window_extent(label, renderer).expanded(1.0, 1.05)
+            inside = (frame.x0 <= box.x0 and box.x1 <= frame.x1
+                      and frame.y0 <= box.y0 and box.y1 <= frame.y1)
+            if inside and not any(box.overlaps(o) for o in obstacles):
+                break
+        else:  # nowhere free within reach: beside the point, as drawn
+            label.xyann = start
+            label.set_ha("left")
+            box = Text.get_window_extent(label, renderer)
+        placed.append(box)
 
 
 REFERENCE_STYLE = {"copy the sentence": dict(ls=":", c="C3"),
@@ -146,15 +170,17 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds",
     """
     panels = [("company_knowledge", "company knowledge (accuracy)"),
               ("locality", "locality score")]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))  # height: room to label crowded points
     panel_labels = []
     for ax, (metric, label) in zip(axes, panels):
         points = [r for r in rows if r.get(metric) is not None]
-        labels = []
+        labels, markers = [], []
         for i, r in enumerate(points):
             x = 1 + (r.get(cost) or 0)
-            ax.scatter(x, r[metric], s=30 + (r.get("peak_memory_mb") or 0) / 15,
-                       color=f"C{i % 10}", alpha=0.8, edgecolor="k", lw=0.5)
+            size = 30 + (r.get("peak_memory_mb") or 0) / 15
+            ax.scatter(x, r[metric], s=size, color=f"C{i % 10}", alpha=0.8, edgecolor="k",
+                       lw=0.5)
+            markers.append((x, r[metric], size))
             if r.get(f"{metric}_ci"):  # the 95% interval over items
                 low, high = r[f"{metric}_ci"]
                 ax.vlines(x, low, high, color=f"C{i % 10}", lw=1.2)
@@ -163,7 +189,7 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds",
                                       textcoords="offset points", va="center",
                                       arrowprops=dict(arrowstyle="-", color="0.55", lw=0.4,
                                                       shrinkA=0, shrinkB=4)))
-        panel_labels.append((ax, labels))
+        panel_labels.append((ax, labels, markers))
         base = next((r[metric] for r in rows if r["method"] == "base"), None)
         if base is not None:
             ax.axhline(base, ls=":", c="gray", lw=1, label="base model")
@@ -179,6 +205,6 @@ def plot_quality_vs_cost(rows: list[dict], cost: str = "train_seconds",
     fig.suptitle("Quality vs training cost (marker size: peak memory; bars: 95% intervals)",
                  fontsize=11)
     fig.tight_layout()
-    for ax, labels in panel_labels:  # after the layout, which moves the points
-        separate_labels(ax, labels)
+    for ax, labels, markers in panel_labels:  # after the layout, which moves the points
+        separate_labels(ax, labels, markers=markers)
     return fig

@@ -276,7 +276,9 @@ def test_plot_labels_do_not_overlap_each_other_or_the_legend():
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.collections import PathCollection
     from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
 
     from mclab.plotting import plot_quality_vs_cost
 
@@ -295,6 +297,15 @@ def test_plot_labels_do_not_overlap_each_other_or_the_legend():
             assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
             legend = ax.get_legend().get_window_extent(renderer)
             assert not any(b.overlaps(legend) for b in boxes)
+            # nor does a label cover another method's point (its own it may touch)
+            dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+            assert len(dots) == len(boxes)
+            for j, dot in enumerate(dots):
+                cx, cy = ax.transData.transform(dot.get_offsets()[0])
+                r = dot.get_sizes()[0] ** 0.5 / 2 * fig.dpi / 72
+                covered = [i for i, b in enumerate(boxes) if i != j and
+                           b.overlaps(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))]
+                assert not covered, (ax.texts[covered[0]].get_text(), "covers a point")
         matplotlib.pyplot.close(fig)
 
 
