@@ -90,10 +90,16 @@ def loss_at_labelled_positions(model, inputs: dict, labels: torch.Tensor,
     135M model's weights, multiplies only the positions whose next token is trained on,
     and the logits held for the backward pass shrink by the same share. Same loss as
     `model(**inputs, labels=labels)` up to float rounding: the same cross-entropy over the
-    same targets, averaged the same way (`num_items_in_batch`, or the mean when None).
+    same targets, averaged the same way (`num_items_in_batch`, or the mean when None). A
+    prompt-learning peft model (virtual tokens before the input) takes the model's own loss.
     """
     from transformers.loss.loss_utils import ForCausalLMLoss
 
+    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        # virtual tokens in front of the input would not fit a mask over the input alone
+        kwargs = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+        outputs = model(**inputs, labels=labels, **kwargs)
+        return outputs.loss, outputs
     targets = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
     keep = targets != -100
     outputs = model(**inputs, logits_to_keep=keep)
@@ -101,6 +107,20 @@ def loss_at_labelled_positions(model, inputs: dict, labels: torch.Tensor,
     loss = ForCausalLMLoss(outputs.logits, None, vocab, num_items_in_batch=num_items_in_batch,
                            shift_labels=targets[keep])
     return loss, outputs
+
+
+def loss_scale_across_processes(trainer) -> int:
+    """What transformers 5.24's `Trainer.compute_loss` multiplies a loss by when the model
+    took `num_items_in_batch`: with `average_tokens_across_devices` that count covers every
+    data-parallel process's tokens, and the gradients are then averaged over the processes,
+    so the loss is scaled back up by their number (1 in a single process). A
+    `compute_loss` override that passes the count must do the same."""
+    args = trainer.args
+    if not getattr(args, "average_tokens_across_devices", False):
+        return 1
+    if args.n_gpu > 1:
+        return args.n_gpu
+    return trainer.accelerator.num_processes // trainer.get_tp_size()
 
 
 LM_HEAD_TILE_ON_CPU = 4096  # vocabulary columns per tile of trl's loss on a CPU

@@ -99,9 +99,10 @@ FRUGAL = dict(gradient_checkpointing=RECOMPUTE_ON_CPU, max_grad_norm=0.0,
 TWO_AT_A_TIME = OnDevice(cpu=2, gpu=None)
 # LoRA and adapter-layer SFT on a CPU also recompute activations in the backward pass, and on
 # every device take the loss from the model's own cross-entropy (`lean_loss`: at 2 rows a pass
-# its full logits weigh less than trl's fused loss's work; a GPU has room for a whole
-# batch's). The same updates up to rounding (the losses of 6 steps agreed to 1e-5), in less
-# memory: measured alone (6 steps, medians of 3 interleaved
+# its logits weigh less than trl's fused loss's work; a GPU has room for a whole batch's;
+# since issue 15's L6 only the labelled positions' logits). The same updates up to rounding
+# (the losses of 6 steps agreed to 1e-5), in less memory: measured alone before L6 (6 steps,
+# medians of 3 interleaved
 # runs), local SFT (LoRA r=16) training added 819 MB over the loaded model before and 440 MB
 # after, for 21% more time; adapter layers 655 -> 311 MB for 5% more (docs/performance.md).
 # Full-weight runs keep trl's loss, in tiles of 4,096 vocabulary columns on a CPU

@@ -330,10 +330,15 @@ def with_intervals(row: dict) -> dict:
         ci = bootstrap_ci(np.array(row["locality_items"]))
         row["locality_ci"] = [ci.low, ci.high]
     for key, column in ITEM_SHARES:
+        if len(row.get("seeds") or []) > 1 and key not in row.get("seed_items", {}):
+            continue  # a seed kept no per-item values: the column is a mean of the seeds'
         items = row.get("seed_items", {}).get(key, row.get(key))
         if items and row.get(column) is not None:
-            ci = bootstrap_ci(np.array(items, dtype=float))
-            row[f"{column}_ci"] = [ci.low, ci.high]
+            items = np.array(items, dtype=float)
+            items = items[~np.isnan(items)]  # answer F1: a fact with no reference answer
+            if len(items):
+                ci = bootstrap_ci(items)
+                row[f"{column}_ci"] = [ci.low, ci.high]
     return row
 
 

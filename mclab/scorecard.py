@@ -118,7 +118,9 @@ def locality_columns(result) -> dict:
     parts = getattr(result, "parts", None) or getattr(result, "locality_parts", None) or {}
     return {"locality": result.score, "style_rate": result.style_rate,
             "swap_rate": result.swap_rate, "meaning": result.meaning,
-            "locality_items": list(result.item_scores), **parts}
+            "locality_items": list(result.item_scores),
+            # None where the score gives no parts, so a rescored row keeps no stale ones
+            **{key: parts.get(key) for key in ("style_items", "swap_items", "meaning_items")}}
 
 
 def reference_rewrites(eval_rows) -> dict[str, list[str]]:

@@ -25,6 +25,7 @@ them (`combine`):
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,13 @@ def combine(row: dict, extra: list[dict]) -> dict:
             raise ValueError(f"{row['method']}: the seeds scored different numbers of items "
                              f"for {column}")
         stacked = np.vstack(per_run)
-        out[f"{column}_seeds"] = [float(a.mean()) for a in per_run]
-        out[column] = float(stacked.mean())
-        return stacked.mean(axis=0)
+        # nan-aware: an answer F1 is NaN for a fact with no reference answer, which the
+        # row's own mean skips (AnswerResult.f1_mean)
+        out[f"{column}_seeds"] = [float(np.nanmean(a)) for a in per_run]
+        out[column] = float(np.nanmean(stacked))
+        with warnings.catch_warnings():  # an item NaN in every seed stays NaN, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(stacked, axis=0)
 
     for key, column in KNOWLEDGE_EVALS:
         correct = [c if (c := correct_items(r, key)) is None else c.astype(float) for r in runs]

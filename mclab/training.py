@@ -19,7 +19,7 @@ import torch
 from transformers import TrainerCallback
 
 from .compat import (LM_HEAD_TILE_ON_CPU, accepts_loss_kwargs, checkpointing_argument,
-                     lm_head_tile, loss_at_labelled_positions)
+                     lm_head_tile, loss_at_labelled_positions, loss_scale_across_processes)
 from .config import get_settings
 from .curves import LiveCurves
 from .device import choose_device, num_processes
@@ -301,28 +301,34 @@ def _lean_sft_trainer_class():
     trl 1.16 computes the loss through a fused, tiled LM head that also yields the entropy
     and top-1 accuracy of every token for its logs; on a CPU the tiles run as torch ops
     (extra passes over batch x length x vocabulary, the head's matmul redone in backward).
-    This variant lets the model's forward compute the logits and the cross-entropy, as a
-    plain loop does (same loss: tests/test_finetuning.py). It is opt-in
-    (`TrainConfig.lean_loss`) because it holds the full logits (3 x tokens x vocabulary x 4
-    bytes, about 600 MB at batch 8 x 128) that the fused head avoids, and memory is the tighter
-    budget here; at 2 rows a pass (150 MB) it weighs less than the fused head's work, so the
+    This variant computes the model's own cross-entropy, as a plain loop does (same loss:
+    tests/test_finetuning.py), with the output head applied only at the positions that
+    have a label (`compat.loss_at_labelled_positions`, since issue 15's lever L6; before,
+    the model's forward computed the logits of every position). It is opt-in
+    (`TrainConfig.lean_loss`) because it holds the logits of the labelled positions (3 x
+    those tokens x vocabulary x 4 bytes) that the fused head avoids, and memory is the
+    tighter budget here; at 2 rows a pass it weighs less than the fused head's work, so the
     LoRA and adapter-layer recipes use it (`recipes.ADAPTER_FRUGAL`). Speed on a quiet
-    2-core machine (tools/bench_training.py, batch 8 x 128,
-    reports/bench_training.json): full fine-tuning 1.19x a plain PyTorch loop with this loss,
-    0.87x with trl's; LoRA 1.00x and 0.87x.
+    2-core machine, measured before L6 (tools/bench_training.py, batch 8 x 128, every token
+    labelled, reports/bench_training.json): full fine-tuning 1.19x a plain PyTorch loop with
+    this loss, 0.87x with trl's; LoRA 1.00x and 0.87x.
     """
     from trl import SFTTrainer
 
     class LeanSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            inputs["use_cache"] = False
-            labels = inputs.pop("labels")
+            labels = inputs["labels"]
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
+            forward["use_cache"] = False
             # With micro-batches the Trainer skips its 1/accumulation scaling when the model
             # takes the count: the loss is then summed over the step's tokens and divided by
-            # their count, as transformers' own compute_loss has the model do.
+            # their count, as transformers' own compute_loss has the model do (and scaled by
+            # the number of processes, whose tokens the count also covers).
             count = num_items_in_batch if accepts_loss_kwargs(self) else None
             # the model's own shifted cross-entropy, its head applied only where a label is
-            loss, outputs = loss_at_labelled_positions(model, inputs, labels, count)
+            loss, outputs = loss_at_labelled_positions(model, forward, labels, count)
+            if count is not None:
+                loss = loss * loss_scale_across_processes(self)
             return (loss, outputs) if return_outputs else loss
 
     return LeanSFTTrainer

@@ -244,6 +244,43 @@ def test_loss_at_labelled_positions_is_the_models_own_loss(load_tiny, count):
     for a, b in zip(grads[1][1], grads[0][1]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
+
+def test_loss_at_labelled_positions_gives_a_prompt_tuning_model_its_own_loss(load_tiny):
+    """Virtual tokens before the input would not fit a mask over the input: such a model
+    takes its own loss (the same number) instead of failing."""
+    from peft import PromptTuningConfig, get_peft_model
+
+    model, tok = load_tiny()
+    peft_model = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM",
+                                                          num_virtual_tokens=3))
+    ids = _ids(tok, ["one two three four five six"])
+    labels = ids.clone()
+    labels[0, :3] = -100
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    loss, _ = compat.loss_at_labelled_positions(peft_model, inputs, labels)
+    torch.testing.assert_close(loss, peft_model(**inputs, labels=labels).loss)
+
+
+def test_loss_scale_across_processes_is_transformers_own():
+    """transformers 5.24's compute_loss scales a loss summed over every process's tokens by
+    the number of data-parallel processes; 1 in one process or without that averaging."""
+    from types import SimpleNamespace
+
+    def trainer(processes, average=True, n_gpu=1, tp=1):
+        return SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=average,
+                                                    n_gpu=n_gpu),
+                               accelerator=SimpleNamespace(num_processes=processes),
+                               get_tp_size=lambda: tp)
+
+    assert compat.loss_scale_across_processes(trainer(1)) == 1
+    assert compat.loss_scale_across_processes(trainer(2)) == 2
+    assert compat.loss_scale_across_processes(trainer(4, tp=2)) == 2
+    assert compat.loss_scale_across_processes(trainer(2, average=False)) == 1
+    assert compat.loss_scale_across_processes(trainer(1, n_gpu=2)) == 2
+    from transformers import Trainer
+
+    assert hasattr(Trainer, "get_tp_size")  # the method the scale reads
+
 def test_trl_sft_labels_mask_the_prompt_and_padding(load_tiny):
     """compat.trl_sft_labels (the oracle) is trl's own batch: the loss falls on the answer only."""
     from mclab.compat import trl_sft_labels

@@ -71,6 +71,25 @@ def test_shares_with_per_item_parts_are_averaged_item_by_item_and_get_intervals(
     one = rt.with_intervals(first)  # one seed: the interval is over its own items
     assert one["style_rate_ci"][0] <= 0.75 <= one["style_rate_ci"][1]
 
+
+def test_item_shares_skip_missing_values_and_seeds_without_items():
+    """An answer F1 is NaN for a fact with no reference answer: the means and the interval
+    skip it, as the row's own mean does. A seeded row whose seeds did not all keep per-item
+    values gets no interval for that share (its column is a mean of the seeds')."""
+    nan = float("nan")
+    first = _row("full SFT", 0, [1, 0, 1, 0], company_answer_f1=0.5,
+                 answer_f1_items=[1.0, nan, 0.0, 0.5])
+    second = _row("full SFT", 1, [1, 0, 1, 0], company_answer_f1=0.5,
+                  answer_f1_items=[0.0, nan, 1.0, 0.5])
+    row = seeds.combine(first, [second])
+    assert row["company_answer_f1"] == pytest.approx(0.5)
+    assert row["seed_items"]["answer_f1_items"][0] == 0.5
+    low, high = rt.with_intervals(row)["company_answer_f1_ci"]
+    assert not np.isnan(low) and low <= 0.5 <= high
+    no_items = seeds.combine(first, [{**second, "answer_f1_items": None}])
+    assert no_items["company_answer_f1"] == 0.5  # the seeds' mean
+    assert "company_answer_f1_ci" not in rt.with_intervals(no_items)
+
 def test_mismatched_seeds_are_refused():
     first = _row("full SFT", 0, [1, 0])
     with pytest.raises(ValueError, match="same seed twice"):
