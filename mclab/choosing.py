@@ -81,8 +81,8 @@ def find_verdict(verdicts: list[dict], a: str, b: str, metric: str) -> dict | No
 
 def against_runner_up(table: pd.DataFrame, verdicts: list[dict], metric: str) -> str:
     """The paired test behind "the best score among `table`'s methods" (the highest, or the
-    lowest for perplexity): the leader against the runner-up (the report tests that pair, `report_table.leader_pair`), as a
-    sentence; "cannot tell" when the test cannot."""
+    lowest for perplexity): the leader against the runner-up (the report tests that pair,
+    `report_table.leader_pair`), as a sentence; "cannot tell" when the test cannot."""
     best = best_within(table, metric)
     second = best_within(table.drop(index=best), metric) if best is not None else None
     if second is None:

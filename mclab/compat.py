@@ -97,9 +97,7 @@ def loss_at_labelled_positions(model, inputs: dict, labels: torch.Tensor,
 
     if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
         # virtual tokens in front of the input would not fit a mask over the input alone
-        kwargs = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
-        outputs = model(**inputs, labels=labels, **kwargs)
-        return outputs.loss, outputs
+        return loss_at_every_position(model, inputs, labels, num_items_in_batch)
     targets = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
     keep = targets != -100
     outputs = model(**inputs, logits_to_keep=keep)
@@ -107,6 +105,15 @@ def loss_at_labelled_positions(model, inputs: dict, labels: torch.Tensor,
     loss = ForCausalLMLoss(outputs.logits, None, vocab, num_items_in_batch=num_items_in_batch,
                            shift_labels=targets[keep])
     return loss, outputs
+
+
+def loss_at_every_position(model, inputs: dict, labels: torch.Tensor,
+                           num_items_in_batch=None):
+    """The model's own loss from the logits of every position (`model(..., labels=...)`):
+    what `loss_at_labelled_positions` reproduces, and its path for prompt-learning models."""
+    kwargs = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+    outputs = model(**inputs, labels=labels, **kwargs)
+    return outputs.loss, outputs
 
 
 def loss_scale_across_processes(trainer) -> int:

@@ -190,7 +190,7 @@ def _ensemble_of(members: dict) -> dict:
     parts = list(members.values())
     # the facts no training Q&A covers, where every member was scored on them
     uncovered = {n: row_result(r, "uncovered") for n, r in members.items()}
-    on_uncovered = {} if None in uncovered.values() else average_probs(uncovered)
+    on_uncovered = None if None in uncovered.values() else average_probs(uncovered)
     return {"method": ENSEMBLE_NAME, "family": "ensembling", "trained_on": "company",
             "company_knowledge": combined.accuracy, "medical_perplexity": None,
             "locality": None, "company_answers": combined.answers,
@@ -198,7 +198,7 @@ def _ensemble_of(members: dict) -> dict:
             **({"company_uncovered": on_uncovered.accuracy,
                 "uncovered_answers": on_uncovered.answers,
                 "uncovered_probs": [p.tolist() for p in on_uncovered.probs]}
-               if on_uncovered else {}),
+               if on_uncovered is not None else {}),
             "trainable_params": sum(r["trainable_params"] for r in parts),
             "train_seconds": sum(r["train_seconds"] for r in parts),
             # members answer one after another, so the largest member's memory is the peak

@@ -74,7 +74,7 @@ class VariantResult:
     meaning: float | None = None
     item_scores: list[float] = field(default_factory=list, repr=False)  # for paired tests
     swap_rate: float | None = None  # share of rewrites the locality score credits
-    locality_parts: dict = field(default_factory=dict, repr=False)  # LocalityResult.parts
+    parts: dict = field(default_factory=dict, repr=False)  # LocalityResult.parts
 
     def row(self) -> dict:
         return {"variant": self.name, "score": round(self.score, 3),
@@ -115,7 +115,7 @@ def run_local(model, tokenizer, embedder, eval_rows, lexicon, prompts=None, syst
 def locality_columns(result) -> dict:
     """A report row's locality columns from a `LocalityResult` or a `VariantResult`, with
     the per-sentence parts behind the style rate, swap rate and meaning where it has them."""
-    parts = getattr(result, "parts", None) or getattr(result, "locality_parts", None) or {}
+    parts = getattr(result, "parts", None) or {}
     return {"locality": result.score, "style_rate": result.style_rate,
             "swap_rate": result.swap_rate, "meaning": result.meaning,
             "locality_items": list(result.item_scores),

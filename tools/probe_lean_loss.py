@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 def one_run(path: str, steps: int) -> dict:
     """One training run in this process: the recipe, `path`'s loss, no validation."""
-    from mclab import training
+    from mclab import compat, training
     from mclab.config import setup
     from mclab.measure import PeakMemory
     from mclab.models import load_model
@@ -43,13 +43,7 @@ def one_run(path: str, steps: int) -> dict:
 
     setup()
     if path == "every":
-        def every_position(model, inputs, labels, num_items_in_batch=None):
-            kwargs = {} if num_items_in_batch is None else \
-                {"num_items_in_batch": num_items_in_batch}
-            outputs = model(**inputs, labels=labels, **kwargs)
-            return outputs.loss, outputs
-
-        training.loss_at_labelled_positions = every_position
+        training.loss_at_labelled_positions = compat.loss_at_every_position
     elif path != "labelled":
         raise ValueError(f"unknown path {path!r}: 'labelled' or 'every'")
     model, tok = load_model()
