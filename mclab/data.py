@@ -336,7 +336,8 @@ def load_local(data_dir=None) -> dict:
 
 
 def subset(dataset, n: int | None):
-    """`n` rows spread evenly over the set (all when n is None or larger).
+    """`n` rows spread evenly over the set (a `datasets.Dataset` or a list; all when n is
+    None or larger).
 
     How quick mode shrinks data: evenly spaced rows keep every part of the set in play,
     where the first `n` rows would test only the first few documents.
@@ -345,4 +346,5 @@ def subset(dataset, n: int | None):
         return dataset
     if n <= 0:
         raise ValueError(f"subset size must be positive, got {n}")
-    return dataset.select([i * len(dataset) // n for i in range(n)])
+    keep = [i * len(dataset) // n for i in range(n)]
+    return dataset.select(keep) if hasattr(dataset, "select") else [dataset[i] for i in keep]

@@ -139,6 +139,12 @@ class FewShot:
     shots: int = 4
     strategy: str = "similar"  # the training examples most similar to the question
 
+    def retrieval_name(self, k: int | None = None) -> str:
+        """The report's name for the base model reading the `k` (default `shots`) training
+        Q&A most similar to the question, its own fact's included: retrieval over labelled
+        examples, e.g. "retrieval over training Q&A (k=4)"."""
+        return f"retrieval over training Q&A (k={self.shots if k is None else k})"
+
 
 # --------------------------------------------------------------------------- retrieval (02)
 
@@ -496,7 +502,8 @@ FULL_SFT_PARAPHRASES = CompanySft(
     train_on=(0, 1, 2))
 # LoRA (06's adapter) on 04's company data, trained by the report only (no notebook runs it);
 # its rate chosen like FULL_SFT's, 15x FULL_SFT's (the adapters start at zero and train 3.6% of
-# the weights); its validation loss was lowest at the cap, so it may stop there (docs)
+# the weights); its validation loss was lowest at the cap, where the linear schedule ends:
+# under twice the cap both best rates stopped early, higher (docs, reports/settings/checks/)
 LORA_SFT = CompanySft(notebook="", training=Training(learning_rate=6e-3, batch_size=Sized(4, 8),
                                                      max_length=128, optimizer="adafactor",
                                                      **COMPANY_STOP, **ADAPTER_FRUGAL),

@@ -149,6 +149,29 @@ def test_company_sft_settings_are_the_ones_chosen_on_validation():
     assert three.training.batch_size == recipes.FULL_SFT.training.batch_size
 
 
+def test_lora_keeps_its_cap_because_a_longer_one_validated_worse():
+    """Company LoRA's validation loss was lowest at its cap of 44 steps, in the sweep and in
+    every seed. Its two best rates under twice the cap (reports/settings/checks/, the same
+    split, cadence and patience) both stopped early above that loss: with a linear schedule
+    the cap is part of the schedule, and 44 is the cap validation chose. Fails if the longer
+    cap ever validates lower (then the recipe should move to it)."""
+    from mclab.sweeps import record_path
+
+    chosen = recorded("LORA_SFT")
+    path = record_path("LORA_SFT").parent / "checks" / "LORA_SFT-cap88.json"
+    if not path.exists():
+        pytest.skip(f"{path} not written: see docs/how-settings-were-chosen.md")
+    longer = json.loads(path.read_text())
+    assert longer["budget"] == {**chosen["budget"], "max_steps": 2 * chosen["budget"]["max_steps"]}
+    assert (longer["training_rows"], longer["validation_rows"]) == (
+        chosen["training_rows"], chosen["validation_rows"])
+    best = min(t["best_validation_loss"] for t in chosen["trials"])
+    assert min(t["best_validation_loss"] for t in longer["trials"]) > best
+    assert chosen["choice"]["learning_rate"] in {t["setting"]["learning_rate"]
+                                                 for t in longer["trials"]}
+    assert recipes.LORA_SFT.training.max_steps.full == chosen["budget"]["max_steps"]
+
+
 def _stops_on_the_sweeps_split(name: str, record: dict):
     """The recipe's report row trains on the split its sweep validated on, until that
     validation loss stops falling, under a cap at least the sweep's: a budget that validation
