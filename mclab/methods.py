@@ -128,6 +128,9 @@ def untrained(row: dict, storage_mb: float = 0.0) -> dict:
 
 # --------------------------------------------------------------------------- prompting
 
+COMPANY_QUESTIONS = ("company", "uncovered", "answers")  # the evals of a company-only prompt
+
+
 def serve_base(ctx) -> Serving:
     return Serving(*ctx.base())
 
@@ -151,59 +154,68 @@ def run_prompt_engineering(ctx):
     prompts = [engineered_local_prompt(s, hints) for s in ctx.sets["local_eval"]["neutral"]]
     serving = serve_prompt_engineering(ctx)
     return untrained(score(ctx, serving.model, serving.tokenizer,
-                           ("company", "uncovered", "answers", "locality"),
-                           local_prompts=prompts, local_system=LOCAL_ROLE, **serving.score_kwargs))
+                           (*COMPANY_QUESTIONS, "locality"), local_prompts=prompts,
+                           local_system=LOCAL_ROLE, **serving.score_kwargs))
 
 
-def serve_examples(ctx, other_facts: bool) -> Serving:
-    """The base model reading the training Q&A most similar to each question (of other facts
-    only, for true few-shot); the example search is part of every answer."""
+def serve_examples(ctx, other_facts: bool, shots: int | None = None) -> Serving:
+    """The base model reading the `shots` (default the recipe's) training Q&A most similar to
+    each question (of other facts only, for true few-shot); the example search is part of
+    every answer."""
     from .prompting import ExampleSelector, few_shot_contexts
 
     recipe = recipes.FEW_SHOT
+    shots = recipe.shots if shots is None else shots
     qa_rows = list(ctx.company["train_qa"])
     qa = ExampleSelector([r["question"] for r in qa_rows], ctx.embedder)
 
     def context(items):  # unanswerable questions have no fact, so nothing to exclude
         facts = [it.get("fact_id") for it in items] if other_facts else None
-        return few_shot_contexts(qa, qa_rows, [it["question"] for it in items], recipe.shots,
+        return few_shot_contexts(qa, qa_rows, [it["question"] for it in items], shots,
                                  recipe.strategy, facts=facts)
 
     return Serving(*ctx.base(), {"company_context": context})
 
 
-def _few_shot(ctx, other_facts: bool) -> dict:
+def run_few_shot(ctx):
+    """True few-shot: the most similar training Q&A about *other* facts (same fact excluded),
+    so the examples show the format and the tone, never the answer; for the local style, the
+    most similar training rewrites (other sentences than the one asked)."""
     from .prompting import ExampleSelector, local_few_shot_prompts
 
     recipe = recipes.FEW_SHOT
-    serving = serve_examples(ctx, other_facts)
+    serving = serve_examples(ctx, other_facts=True)
     pool = list(ctx.local["rewrites_train"])
     rewrites = ExampleSelector([r["neutral"] for r in pool], ctx.embedder)
     prompts = local_few_shot_prompts(list(ctx.sets["local_eval"]["neutral"]), pool, rewrites,
                                      recipe.shots, recipe.strategy)
     return untrained(score(ctx, serving.model, serving.tokenizer,
-                           ("company", "uncovered", "answers", "locality"),
-                           local_prompts=prompts, **serving.score_kwargs))
-
-
-def serve_qa_retrieval(ctx) -> Serving:
-    return serve_examples(ctx, other_facts=False)
+                           (*COMPANY_QUESTIONS, "locality"), local_prompts=prompts,
+                           **serving.score_kwargs))
 
 
 def serve_few_shot(ctx) -> Serving:
     return serve_examples(ctx, other_facts=True)
 
 
-def run_qa_retrieval(ctx):
-    """The training Q&A most similar to each question: every eval fact has some, so a shot
-    often states the answer. Retrieval over labelled examples, not the format alone."""
-    return _few_shot(ctx, other_facts=False)
+def serve_qa_retrieval(k: int) -> Callable[["Context"], Serving]:
+    def serve(ctx) -> Serving:
+        return serve_examples(ctx, other_facts=False, shots=k)
+
+    return serve
 
 
-def run_few_shot(ctx):
-    """True few-shot: the most similar training Q&A about *other* facts (same fact excluded),
-    so the examples show the format and the tone, never the answer."""
-    return _few_shot(ctx, other_facts=True)
+def run_qa_retrieval(k: int) -> Callable[["Context"], dict]:
+    """The `k` training Q&A most similar to each question: every eval fact has some, so a
+    shot often states the answer. Retrieval over labelled examples, not the format alone.
+    Scored on the company questions only: on the local style it would read the same similar
+    rewrites as the few-shot row, a duplicate, not a second method."""
+    def run(ctx):
+        serving = serve_qa_retrieval(k)(ctx)
+        return untrained(score(ctx, serving.model, serving.tokenizer, COMPANY_QUESTIONS,
+                               **serving.score_kwargs))
+
+    return run
 
 
 def serve_rag(ctx) -> Serving:
@@ -244,7 +256,7 @@ def run_rag(ctx):
         written.update((a.question, a) for a in answers)
         return [a.text for a in answers]
 
-    row = score(ctx, model, tok, ("company", "uncovered", "answers"), company_answer=answer,
+    row = score(ctx, model, tok, COMPANY_QUESTIONS, company_answer=answer,
                 **serving.score_kwargs)
     if written:
         items = list(ctx.sets["company_mc"])
@@ -557,8 +569,10 @@ METHODS = [
            serve_prompt_engineering),
     Method("few-shot (4 other facts)", "prompting", "company, local", run_few_shot,
            serve_few_shot),
-    Method("retrieval over training Q&A (k=4)", "retrieval", "company, local", run_qa_retrieval,
-           serve_qa_retrieval),
+    # retrieval over labelled Q&A: at few-shot's k, and at RAG's k (the same-k comparison)
+    *(Method(recipes.FEW_SHOT.retrieval_name(k), "retrieval", "company", run_qa_retrieval(k),
+             serve_qa_retrieval(k))
+      for k in dict.fromkeys((recipes.FEW_SHOT.shots, recipes.RAG.k))),
     Method(recipes.RAG.method_name, "retrieval", "company", run_rag, serve_rag),
     # raw text, then labelled examples, then small trainable modules
     Method("CPT + replay", "continued pre-training", "medical", run_cpt_medical),

@@ -41,6 +41,7 @@ COLUMNS = {
     "abstain_unanswerable_ci": "95% interval of abstain_unanswerable (bootstrap, as above)",
     "answers_supported": "RAG only: share of company questions whose retrieved passages "
                          "contain the correct option's text (an answer can be faithful to them)",
+    "answers_supported_ci": "95% interval of answers_supported (bootstrap over the questions)",
     "medical_perplexity": "perplexity on held-out dermatology prose, lower is better; "
                           "null where the weights are the base's (same as the base row)",
     "medical_perplexity_ci": "95% interval of medical_perplexity: percentile bootstrap over "
@@ -99,6 +100,9 @@ class ReportError(ValueError):
 RAG_NAME = recipes.RAG.method_name  # "RAG (hybrid, k=2)": the row carries its settings
 ENSEMBLE = (RAG_NAME, "full SFT", "LoRA r=16")  # averaged option probabilities
 ENSEMBLE_NAME = "ensemble (RAG + SFT + LoRA)"
+# retrieval over the training Q&A: at few-shot's k, and at RAG's (the same-k comparison)
+QA_RETRIEVAL = recipes.FEW_SHOT.retrieval_name()
+QA_RETRIEVAL_SAME_K = recipes.FEW_SHOT.retrieval_name(recipes.RAG.k)
 # the multiple-choice evals a row may carry per question: row key prefix -> table column
 KNOWLEDGE_EVALS = (("company", "company_knowledge"), ("uncovered", "company_uncovered"),
                    ("medical", "medical_knowledge"))
@@ -114,7 +118,15 @@ ANSWER_EVALS = (("answer_match_items", "company_answer_match"),
 # one, or a side measure): the row's per-item field, and its column
 ITEM_SHARES = (("answer_f1_items", "company_answer_f1"), ("answer_abstained", "false_abstain"),
                ("style_items", "style_rate"), ("swap_items", "swap_rate"),
-               ("meaning_items", "meaning"))
+               ("meaning_items", "meaning"), ("answers_supported_items", "answers_supported"))
+
+
+def share_items(row: dict, key: str) -> list | None:
+    """An ITEM_SHARES field of a row: its per-item values, or None. RAG's passages that hold
+    the answer are read from its written answers (`rag_answers`, one per company question)."""
+    if key == "answers_supported_items" and row.get("rag_answers"):
+        return [a["context_has_answer"] for a in row["rag_answers"]]
+    return row.get(key)
 
 
 # the scenario each metric measures: a method is "best for X" only among those made for X
@@ -248,7 +260,8 @@ def yes_no_items(row: dict, key: str) -> np.ndarray | None:
 def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str, str]]:
     """The pairs the course states verdicts on: every method against the base, then the
     rules of thumb (LoRA vs full SFT, paraphrases for SFT and for CPT, RAG vs fine-tuning,
-    ensemble vs its best member), each as (challenger, reference) when both rows exist."""
+    retrieval over training Q&A vs RAG at few-shot's k and at RAG's own, ensemble vs its best
+    member), each as (challenger, reference) when both rows exist."""
     pairs = [(n, "base") for n in names if n != "base"]
     members = [m for m in ENSEMBLE if m in accuracy]
     if members:
@@ -256,9 +269,9 @@ def comparisons(names: list[str], accuracy: dict[str, float]) -> list[tuple[str,
     pairs += [("LoRA r=16", "full SFT"), ("full SFT, 3 paraphrases", "full SFT"),
               ("CPT documents + paraphrases", "CPT documents"),
               (RAG_NAME, "full SFT"), (RAG_NAME, "CPT documents + paraphrases"),
-              ("retrieval over training Q&A (k=4)", RAG_NAME),
+              (QA_RETRIEVAL, RAG_NAME), (QA_RETRIEVAL_SAME_K, RAG_NAME),
               ("few-shot (4 other facts)", "prompt engineering"), *MEDICAL_PAIRS]
-    return [(a, b) for a, b in pairs if a in accuracy and b in accuracy]
+    return list(dict.fromkeys((a, b) for a, b in pairs if a in accuracy and b in accuracy))
 
 
 def paired_verdicts(rows: list[dict]) -> list[dict]:
@@ -332,7 +345,7 @@ def with_intervals(row: dict) -> dict:
     for key, column in ITEM_SHARES:
         if len(row.get("seeds") or []) > 1 and key not in row.get("seed_items", {}):
             continue  # a seed kept no per-item values: the column is a mean of the seeds'
-        items = row.get("seed_items", {}).get(key, row.get(key))
+        items = row.get("seed_items", {}).get(key, share_items(row, key))
         if items and row.get(column) is not None:
             items = np.array(items, dtype=float)
             items = items[~np.isnan(items)]  # answer F1: a fact with no reference answer

@@ -15,8 +15,8 @@ them (`combine`):
   verdict between rows where one has several seeds is a paired bootstrap over the same items
   (a share is not a yes/no, so exact McNemar no longer applies);
 - the shares the table gives without a verdict (`report_table.ITEM_SHARES`: answer F1,
-  false abstentions, style rate, swap rate, meaning) are averaged item by item too, for
-  their intervals; where a seed's row kept no per-item values, and for answers supported
+  false abstentions, style rate, swap rate, meaning, answers supported) are averaged item
+  by item too, for their intervals; where a seed's row kept no per-item values
   (`MEAN_ONLY`), the column is the mean of the seeds' (each over the same items);
 - costs, written answers' texts and option probabilities (the ensemble's members) stay
   those of the first seed.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report_table import ANSWER_EVALS, ITEM_SHARES, KNOWLEDGE_EVALS, correct_items
+from .report_table import ANSWER_EVALS, ITEM_SHARES, KNOWLEDGE_EVALS, correct_items, share_items
 from .stats import pooled_perplexity
 
 SEEDS_DIR = "seeds"
@@ -89,7 +89,8 @@ def combine(row: dict, extra: list[dict]) -> dict:
         if (mean := fold(column, correct)) is not None:
             out["seed_items"][key] = mean.tolist()
     for key, column in ANSWER_EVALS:
-        arrays = [np.array(r[key], dtype=float) if r.get(key) else None for r in runs]
+        arrays = [np.array(items, dtype=float) if (items := share_items(r, key)) else None
+                  for r in runs]
         if (mean := fold(column, arrays)) is not None:
             out["seed_items"][key] = mean.tolist()
     locality = [np.array(r["locality_items"], dtype=float) if r.get("locality_items") else None
@@ -103,7 +104,8 @@ def combine(row: dict, extra: list[dict]) -> dict:
         out["medical_nll"] = nll.mean(axis=0).tolist()
         out["medical_perplexity"] = pooled_perplexity(nll.mean(axis=0), tokens)
     for key, column in ITEM_SHARES:  # a share with per-item parts: averaged item by item
-        arrays = [np.array(r[key], dtype=float) if r.get(key) else None for r in runs]
+        arrays = [np.array(items, dtype=float) if (items := share_items(r, key)) else None
+                  for r in runs]
         if (mean := fold(column, arrays)) is not None:
             out["seed_items"][key] = mean.tolist()
     for column in MEAN_ONLY:

@@ -72,6 +72,19 @@ def test_shares_with_per_item_parts_are_averaged_item_by_item_and_get_intervals(
     assert one["style_rate_ci"][0] <= 0.75 <= one["style_rate_ci"][1]
 
 
+def test_answers_supported_gets_an_interval_from_the_rag_answers():
+    """RAG's share of questions whose passages hold the answer: an interval over its written
+    answers' `context_has_answer`, which the row keeps one per question."""
+    held = [True, True, False, True, False, True, True, True]
+    row = _row(rt.RAG_NAME, 0, [1] * 8, trained=False, answers_supported=0.75,
+               rag_answers=[{"context_has_answer": h, "reason": "answered"} for h in held])
+    assert rt.share_items(row, "answers_supported_items") == held
+    low, high = rt.with_intervals(row)["answers_supported_ci"]
+    assert low < 0.75 < high and 0.0 <= low and high <= 1.0
+    without = {k: v for k, v in row.items() if k != "rag_answers"}
+    assert "answers_supported_ci" not in rt.with_intervals(without)
+
+
 def test_item_shares_skip_missing_values_and_seeds_without_items():
     """An answer F1 is NaN for a fact with no reference answer: the means and the interval
     skip it, as the row's own mean does. A seeded row whose seeds did not all keep per-item

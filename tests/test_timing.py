@@ -124,6 +124,29 @@ def test_every_method_serves_a_company_question(tiny_ctx):
     assert forms["prompt engineering"][1] == ["company_system"]
 
 
+def test_retrieval_over_training_qa_reads_k_examples_of_the_own_fact(tiny_ctx):
+    """Retrieval over the training Q&A runs at few-shot's k and at RAG's (the same-k
+    comparison): k pairs in front of each question, the question's own fact allowed; true
+    few-shot never shows its own fact. Both retrieval rows are company rows only (on the
+    local style they would read the few-shot row's prompts: a duplicate, not a method)."""
+    from mclab import recipes
+    from mclab.report_table import QA_RETRIEVAL, QA_RETRIEVAL_SAME_K
+
+    by_name = {m.name: m for m in methods.METHODS}
+    items = list(tiny_ctx.sets["company_mc"])[:3]
+    facts = {r["question"]: r["fact_id"] for r in tiny_ctx.company["train_qa"]}
+    for name, k in ((QA_RETRIEVAL, recipes.FEW_SHOT.shots), (QA_RETRIEVAL_SAME_K, recipes.RAG.k)):
+        assert by_name[name].trained_on == "company" and by_name[name].family == "retrieval"
+        contexts = by_name[name].serving(tiny_ctx).score_kwargs["company_context"](items)
+        assert [c.count("\nQ: ") for c in contexts] == [k] * len(items)
+        # the best match comes last: for these questions, a training Q&A of the own fact
+        best = [c.rsplit("\nQ: ", 1)[1].split("\nA: ")[0] for c in contexts]
+        assert [facts[q] for q in best] == [it["fact_id"] for it in items], name
+    shots = by_name["few-shot (4 other facts)"].serving(tiny_ctx).score_kwargs["company_context"]
+    assert not any(f"Q: {q}\n" in c for it, c in zip(items, shots(items))
+                   for q, f in facts.items() if f == it["fact_id"])
+
+
 @pytest.mark.parametrize("name", ["LoRA r=16", methods.PREFIX_NAME,
                                   "adapter layers (bottleneck)"])
 def test_an_adapters_serving_form_has_the_reported_rows_shapes(name, model_and_tokenizer,
