@@ -89,8 +89,7 @@ def combine(row: dict, extra: list[dict]) -> dict:
         if (mean := fold(column, correct)) is not None:
             out["seed_items"][key] = mean.tolist()
     for key, column in ANSWER_EVALS:
-        arrays = [np.array(items, dtype=float) if (items := share_items(r, key)) else None
-                  for r in runs]
+        arrays = [np.array(r[key], dtype=float) if r.get(key) else None for r in runs]
         if (mean := fold(column, arrays)) is not None:
             out["seed_items"][key] = mean.tolist()
     locality = [np.array(r["locality_items"], dtype=float) if r.get("locality_items") else None
